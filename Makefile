@@ -1,0 +1,41 @@
+# labelbench — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RESULTS ?= results
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# constraints.txt pins torch to 2.13.0 (the CPU wheel here) so nothing pulls CUDA builds.
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install labelbench with CPU torch
+
+demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 seeds) and print the table
+	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=total budget.total=20,50,100
+	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=full
+	$(BIN)/labelbench summary $(RESULTS) --filter dataset=digits regime=clean
+
+test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
+	$(BIN)/pytest -q
+
+bench: $(STAMP) ## fit overhead of the Lightning loop against a plain PyTorch loop
+	$(BIN)/python scripts/bench_fit_overhead.py
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check labelbench tests scripts
+	$(BIN)/ruff format --check labelbench tests scripts
+
+clean: ## remove run records, Hydra folders and logs (keeps the venv)
+	rm -rf $(RESULTS)/runs $(RESULTS)/hydra $(RESULTS)/logs
+
+.PHONY: help install demo test bench lint clean

@@ -1,0 +1,145 @@
+"""Run configuration: the typed schema, the `_target_` allowlist and the checks that run
+before any data is loaded or any model is trained.
+
+Component groups (dataset, regime, budget, strategy, model, trainer, logger) are plain
+`_target_` nodes: the constructor signature of each component is its schema, so adding a
+component stays two files (DESIGN.md). The run-level fields are typed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+SCHEMA_NAME = "labelbench_schema"
+
+# Modules whose callables a config may name as `_target_`. Prefix match on the dotted path.
+ALLOWED_TARGET_PREFIXES = (
+    "labelbench.",
+    "torch.",
+    "pytorch_lightning.",
+    "lightning.",
+    "lightning_fabric.",
+    "torchmetrics.",
+    "sklearn.",
+    "numpy.",
+    "datasets.",
+)
+# Callables inside those modules that unpickle or fetch arbitrary code.
+DENIED_TARGETS = (
+    "torch.load",
+    "torch.hub.",
+    "torch.jit.load",
+    "torch.package.",
+    "numpy.load",
+    "datasets.load_dataset_builder",
+)
+
+# Config keys that say where outputs go or how they are mirrored, never what is computed:
+# they are left out of the run key so moving a results folder does not re-run a sweep.
+NON_IDENTITY_KEYS = ("paths", "logger")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value. The message is one line naming the value and what is allowed."""
+
+
+@dataclass
+class PathsConfig:
+    results_dir: str = "results"
+
+
+@dataclass
+class RunConfig:
+    """Top-level schema. Component nodes are `_target_` dictionaries (see module docstring)."""
+
+    dataset: Any = MISSING
+    regime: Any = MISSING
+    budget: Any = MISSING
+    strategy: Any = MISSING
+    model: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+    seed: int = 0
+    split_seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+COMPONENT_GROUPS = ("dataset", "regime", "budget", "strategy", "model", "trainer")
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore (conf/config.yaml extends it)."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=RunConfig)
+
+
+def _iter_targets(node: Any, path: str):
+    if isinstance(node, DictConfig | dict):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _iter_targets(value, sub)
+    elif isinstance(node, ListConfig | list | tuple):
+        for i, value in enumerate(node):
+            yield from _iter_targets(value, f"{path}[{i}]")
+
+
+def check_targets(cfg: DictConfig | dict) -> None:
+    """Refuse any `_target_` outside the allowlist, before anything is instantiated."""
+    for path, target in _iter_targets(cfg, ""):
+        where = f"{path}._target_" if path else "_target_"
+        if not isinstance(target, str):
+            raise ConfigError(f"{where}={target!r} must be a dotted import path")
+        denied = any(target == d or (d.endswith(".") and target.startswith(d)) for d in DENIED_TARGETS)
+        if denied or not target.startswith(ALLOWED_TARGET_PREFIXES):
+            allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
+            raise ConfigError(
+                f"{where}={target} is not allowed; targets must come from: {allowed}"
+                + (" (loaders of pickled code are refused)" if denied else "")
+            )
+
+
+def check_run_fields(cfg: DictConfig) -> None:
+    """Run-level checks that need no data."""
+    for key in ("seed", "split_seed"):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{key}={value} must be a non-negative integer")
+    for group in COMPONENT_GROUPS:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"{group} must be a config node with a _target_ (got {node!r})")
+    check_targets(cfg)
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config that defines what a run computes (paths and loggers left out)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(resolved, dict)
+    return {k: v for k, v in resolved.items() if k not in NON_IDENTITY_KEYS}
+
+
+def run_key(cfg: DictConfig) -> str:
+    """Stable 16-hex-digit hash of the identity config; names the run's record."""
+    blob = json.dumps(identity_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -> dict[str, str]:
+    """The public names of the components: Hydra's group choices when known (YAML stems),
+    else the last part of each `_target_`."""
+    names = {}
+    for group in ("dataset", "regime", "budget", "strategy", "model"):
+        if hydra_choices and hydra_choices.get(group):
+            names[group] = str(hydra_choices[group])
+        else:
+            target = str(cfg[group].get("_target_", group))
+            names[group] = target.rsplit(".", 1)[-1].lower()
+    return names

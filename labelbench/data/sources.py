@@ -1,0 +1,189 @@
+"""Dataset sources. Each is a small config-constructed object whose `load(split_seed)`
+returns a TaskData; constructors check their arguments, `load` checks the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelbench.config import ConfigError
+from labelbench.data.task import TaskData, stratified_split
+
+
+class Source:
+    """Base: holds the split fractions and turns arrays into a split TaskData."""
+
+    name = "source"
+    modality = "vector"
+
+    @property
+    def origin(self) -> str:
+        """Where the data comes from, for messages."""
+        return self.name
+
+    def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.2) -> None:
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 < value < 1:
+                raise ConfigError(f"{key}={value} is outside (0, 1)")
+        if val_fraction + test_fraction >= 1:
+            raise ConfigError(
+                f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no pool;"
+                " it must be below 1"
+            )
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[int, ...]]:
+        """Inputs (float32, one row per item), labels (0..K-1), class names, input shape."""
+        raise NotImplementedError
+
+    def load(self, split_seed: int) -> TaskData:
+        x, y, classes, input_shape = self.arrays()
+        if len(classes) < 2:
+            raise ConfigError(
+                f"{self.origin} has a single class ({classes[0]!r}); a classification task needs"
+                " at least 2"
+            )
+        split = stratified_split(y, self.val_fraction, self.test_fraction, split_seed)
+        return TaskData(
+            name=self.name,
+            x=x.astype(np.float32, copy=False),
+            y=y,
+            classes=classes,
+            modality=self.modality,
+            input_shape=input_shape,
+            split=split,
+        )
+
+
+class Digits(Source):
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), pixels scaled to [0, 1]."""
+
+    name = "digits"
+    modality = "image"
+
+    def arrays(self):
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = bunch.data.astype(np.float32) / 16.0
+        classes = tuple(str(c) for c in bunch.target_names)
+        return x, bunch.target.astype(np.int64), classes, (1, 8, 8)
+
+
+class Synthetic(Source):
+    """`sklearn.datasets.make_classification`: Gaussian clusters, sizes configurable. The
+    data is fixed by `generator_seed`; the split by the run's `split_seed`."""
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        n_features: int = 20,
+        n_informative: int = 10,
+        n_classes: int = 4,
+        class_sep: float = 1.0,
+        generator_seed: int = 0,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+    ) -> None:
+        super().__init__(val_fraction, test_fraction)
+        if n_classes < 2:
+            raise ConfigError(f"n_classes={n_classes} must be at least 2")
+        if not 1 <= n_informative <= n_features:
+            raise ConfigError(f"n_informative={n_informative} must be in 1..n_features={n_features}")
+        if n_samples < 10 * n_classes:
+            raise ConfigError(f"n_samples={n_samples} must be at least 10 x n_classes={10 * n_classes}")
+        self.params = dict(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=n_informative,
+            n_redundant=0,
+            n_classes=n_classes,
+            n_clusters_per_class=1,
+            class_sep=class_sep,
+            random_state=generator_seed,
+        )
+
+    def arrays(self):
+        from sklearn.datasets import make_classification
+
+        x, y = make_classification(**self.params)
+        classes = tuple(f"class_{c}" for c in range(self.params["n_classes"]))
+        return x, y.astype(np.int64), classes, (self.params["n_features"],)
+
+
+class Files(Source):
+    """A local CSV or Parquet table read through Hugging Face `datasets`.
+
+    `label_column` names the class (any values: they are sorted into class ids);
+    `feature_columns` lists numeric inputs (default: every other column)."""
+
+    name = "files"
+    FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+    def __init__(
+        self,
+        path: str,
+        label_column: str = "label",
+        feature_columns: list[str] | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+    ) -> None:
+        super().__init__(val_fraction, test_fraction)
+        self.path = Path(path)
+        if self.path.suffix.lower() not in self.FORMATS:
+            raise ConfigError(
+                f"path={path} has an unknown extension; allowed: {', '.join(self.FORMATS)}"
+            )
+        self.label_column = label_column
+        self.feature_columns = list(feature_columns) if feature_columns else None
+        self.name = self.path.stem
+
+    @property
+    def origin(self) -> str:
+        return str(self.path)
+
+    def _read(self) -> Any:
+        if not self.path.is_file():
+            raise ConfigError(f"path={self.path} does not exist or is not a file")
+        import datasets
+
+        datasets.disable_progress_bars()
+        fmt = self.FORMATS[self.path.suffix.lower()]
+        reader = datasets.Dataset.from_csv if fmt == "csv" else datasets.Dataset.from_parquet
+        return reader(str(self.path), keep_in_memory=True)
+
+    def arrays(self):
+        table = self._read()
+        columns = list(table.column_names)
+        if self.label_column not in columns:
+            raise ConfigError(
+                f"label_column={self.label_column!r} is not a column of {self.path};"
+                f" columns: {', '.join(columns)}"
+            )
+        features = self.feature_columns or [c for c in columns if c != self.label_column]
+        missing = [c for c in features if c not in columns]
+        if missing or not features:
+            raise ConfigError(
+                f"feature_columns={features} must name columns of {self.path} besides the label;"
+                f" columns: {', '.join(columns)}"
+            )
+        data = table.with_format("numpy")
+        labels = np.asarray(data[self.label_column])
+        if len(labels) == 0:
+            raise ConfigError(f"path={self.path} has no rows")
+        try:
+            x = np.stack([np.asarray(data[c], dtype=np.float32) for c in features], axis=1)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"feature_columns of {self.path} must be numeric: {e}"
+            ) from None
+        if not np.isfinite(x).all():
+            raise ConfigError(f"path={self.path} has missing or non-finite feature values")
+        values, y = np.unique(labels, return_inverse=True)
+        classes = tuple(str(v) for v in values)
+        return x, y.astype(np.int64), classes, (len(features),)

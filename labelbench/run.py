@@ -1,0 +1,243 @@
+"""One run: config -> TaskData -> LabelPool -> strategy fit -> test metrics -> RunRecord.
+
+`run(cfg)` is the library entry (tests call it directly); `main` is the thin Hydra app
+behind `labelbench-run` and `python -m labelbench.run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from labelbench.config import (
+    ConfigError,
+    check_run_fields,
+    choices_from,
+    register_configs,
+    run_key,
+)
+from labelbench.provenance import git_info, host_info, utc_now, versions
+from labelbench.results.record import RunRecord
+from labelbench.results.store import RecordStore
+
+log = logging.getLogger("labelbench")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@contextmanager
+def config_group(group: str) -> Iterator[None]:
+    """Turn errors raised while building or checking `group` into a ConfigError that names
+    the group: 'budget.total=5000 is larger than ...'."""
+    from hydra.errors import InstantiationException
+
+    try:
+        yield
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise _in_group(group, cause) from None
+        if isinstance(cause, TypeError):  # unexpected or missing constructor argument
+            raise ConfigError(f"{group}: {cause}") from None
+        raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
+    except ConfigError as e:
+        raise _in_group(group, e) from None
+
+
+def _in_group(group: str, error: ConfigError) -> ConfigError:
+    msg = str(error)
+    head = msg.split("=", 1)[0]
+    if "=" in msg and head.isidentifier():
+        return ConfigError(f"{group}.{msg}")
+    return ConfigError(f"{group}: {msg}")
+
+
+@dataclass
+class Components:
+    """The instantiated parts of a run."""
+
+    source: Any
+    regime: Any
+    budget: Any
+    strategy: Any
+    model: Any  # partial: model(in_shape=..., num_classes=...)
+    trainer: Any  # partial: trainer(**overrides), logger bound
+
+
+def quiet_lightning() -> None:
+    """Lightning announces devices on every Trainer; a sweep of hundreds of runs does not need it."""
+    import warnings
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Deprecation chatter from Lightning's own internals, not actionable here.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+
+
+def build(cfg: DictConfig, key: str) -> Components:
+    """Instantiate every component; raises ConfigError naming the first bad value."""
+    import functools
+
+    from hydra.utils import instantiate
+
+    check_run_fields(cfg)
+    parts = {}
+    for group in ("dataset", "regime", "budget", "strategy", "model", "trainer"):
+        with config_group(group):
+            parts[group] = instantiate(cfg[group])
+    logger = False
+    if isinstance(cfg.get("logger"), DictConfig) and "_target_" in cfg.logger:
+        with config_group("logger"):
+            logger = instantiate(cfg.logger, version=key)
+    with config_group("trainer"):
+        from labelbench.strategies.lightning import check_trainer
+
+        quiet_lightning()
+        check_trainer(parts["trainer"](logger=False))  # construct once to validate, cheaply
+    return Components(
+        source=parts["dataset"],
+        regime=parts["regime"],
+        budget=parts["budget"],
+        strategy=parts["strategy"],
+        model=parts["model"],
+        trainer=functools.partial(parts["trainer"], logger=logger),
+    )
+
+
+def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
+    """Train and evaluate one configuration and write its record.
+
+    Raises ConfigError (and writes nothing) for bad configuration, including a budget that
+    does not fit the data. Any failure after that is written as a `failed` record."""
+    from labelbench.labels.reveal import reveal
+
+    t_start = time.perf_counter()
+    key = run_key(cfg)
+    parts = build(cfg, key)
+    with config_group("dataset"):
+        task = parts.source.load(cfg.split_seed)
+    with config_group("budget"):
+        pool, accounting = reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
+    with config_group("model"):
+        parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
+    timings = {"load_s": time.perf_counter() - t_start}
+
+    metrics: dict[str, float] = {}
+    error = None
+    try:
+        from labelbench.metrics import classification_metrics
+
+        t_fit = time.perf_counter()
+        predictor = parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=cfg.seed)
+        timings["fit_s"] = time.perf_counter() - t_fit
+        t_eval = time.perf_counter()
+        test = task.split.test
+        metrics = classification_metrics(predictor.predict_proba(task.x[test]), task.y[test], task.num_classes)
+        metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
+        timings["eval_s"] = time.perf_counter() - t_eval
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if bad:
+            raise FloatingPointError(f"non-finite metrics: {', '.join(bad)}")
+    except ConfigError:
+        raise
+    except Exception as e:
+        log.error("run %s failed:\n%s", key, traceback.format_exc())
+        error = {"type": type(e).__name__, "message": str(e)}
+        metrics = {}
+    timings["total_s"] = time.perf_counter() - t_start
+
+    from labelbench.metrics import directions
+
+    record = RunRecord(
+        run_key=key,
+        status="failed" if error else "ok",
+        choices=choices_from(cfg, choices),
+        seed=int(cfg.seed),
+        split_seed=int(cfg.split_seed),
+        labels=accounting.to_dict(),
+        metrics=metrics,
+        directions=directions(metrics),
+        curve=[],
+        timings=timings,
+        versions=versions(),
+        git=git_info(),
+        host=host_info(),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        error=error,
+        created=utc_now(),
+    )
+    RecordStore(cfg.paths.results_dir).write(record)
+    return record
+
+
+def describe(choices: dict[str, str], cfg: DictConfig) -> str:
+    parts = [f"{g}={choices[g]}" for g in ("dataset", "regime", "budget", "strategy", "model")]
+    return " ".join(parts) + f" seed={cfg.seed}"
+
+
+def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
+    """Run unless an `ok` record of the same run key exists. Returns the outcome:
+    'ok', 'failed', 'skipped' or 'invalid' (bad configuration: one line on stderr, no record)."""
+    try:
+        check_run_fields(cfg)
+        key = run_key(cfg)
+    except ConfigError as e:
+        print(f"labelbench-run: error: {e}", file=sys.stderr)
+        return "invalid"
+    names = choices_from(cfg, choices)
+    store = RecordStore(cfg.paths.results_dir)
+    if store.is_ok(key):
+        log.info("skip %s %s: ok record exists", key, describe(names, cfg))
+        return "skipped"
+    try:
+        record = run(cfg, choices)
+    except ConfigError as e:
+        print(f"labelbench-run: error: {e}", file=sys.stderr)
+        return "invalid"
+    budget = f"{names['budget']}:{record.labels['budget']}"
+    summary = f"test/acc={record.metrics['test/acc']:.4f}" if record.status == "ok" else record.error["message"]
+    log.info(
+        "%s %s %s (%s, %.1f s): %s",
+        record.status,
+        key,
+        describe({**names, "budget": budget}, cfg),
+        f"{record.labels['count']} labels",
+        record.timings["total_s"],
+        summary,
+    )
+    return record.status
+
+
+EXIT_CODES = {"ok": 0, "skipped": 0, "failed": 1, "invalid": 2}
+
+
+def _hydra_main(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    outcome = execute(cfg, dict(hydra_cfg.runtime.choices))
+    if hydra_cfg.mode == RunMode.RUN and EXIT_CODES[outcome]:
+        sys.exit(EXIT_CODES[outcome])
+    return outcome  # in a sweep, SweepSummary tallies outcomes and sets the exit code
+
+
+def main() -> None:
+    """`labelbench-run`: the Hydra app."""
+    import hydra
+
+    register_configs()
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_hydra_main)()
+
+
+if __name__ == "__main__":
+    main()
