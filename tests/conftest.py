@@ -1,0 +1,58 @@
+"""Shared fixtures: compose configs exactly as `labelbench-run` does, with fast defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from labelbench.config import register_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+BIN = Path(sys.executable).parent
+
+# Small and quick: synthetic data, short training. Tests add their own overrides after these.
+FAST = [
+    "dataset=synthetic",
+    "dataset.n_samples=400",
+    "strategy.max_steps=60",
+    "strategy.eval_every=20",
+    "logger=none",
+]
+
+
+def compose_run(overrides: list[str], results_dir: Path | str) -> tuple[DictConfig, dict[str, str]]:
+    """Compose the run config and Hydra's group choices, as the app would."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, f"paths.results_dir={results_dir}"], return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+@pytest.fixture
+def compose_fast(tmp_path):
+    """compose_fast(*overrides) -> (cfg, choices) with FAST defaults and records under tmp_path."""
+
+    def _compose(*overrides: str, fast: bool = True):
+        return compose_run([*(FAST if fast else []), *overrides], tmp_path / "results")
+
+    return _compose
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `labelbench-run` (or `labelbench`) for real, in a subprocess, no stdin."""
+    exe, *rest = args
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [str(BIN / exe), *rest], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL, env=env,
+    )
