@@ -98,11 +98,17 @@ def build(cfg: DictConfig, key: str) -> Components:
     if isinstance(cfg.get("logger"), DictConfig) and "_target_" in cfg.logger:
         with config_group("logger"):
             logger = instantiate(cfg.logger, version=key)
-    with config_group("trainer"):
-        from labelbench.strategies.lightning import check_trainer
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-        quiet_lightning()
-        check_trainer(parts["trainer"](logger=False))  # construct once to validate, cheaply
+    from labelbench.strategies.lightning import check_trainer
+
+    quiet_lightning()
+    with config_group("trainer"):
+        try:
+            check_trainer(parts["trainer"](logger=False))  # construct once to validate, cheaply
+        except MisconfigurationException as e:
+            settings = " ".join(f"{k}={cfg.trainer.get(k)}" for k in ("accelerator", "devices", "precision"))
+            raise ConfigError(f"{settings} cannot run here: {e}") from None
     return Components(
         source=parts["dataset"],
         regime=parts["regime"],

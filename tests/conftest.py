@@ -17,14 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 BIN = Path(sys.executable).parent
 
-# Small and quick: synthetic data, short training. Tests add their own overrides after these.
-FAST = [
-    "dataset=synthetic",
-    "dataset.n_samples=400",
-    "strategy.max_steps=60",
-    "strategy.eval_every=20",
-    "logger=none",
-]
+# Small and quick: synthetic data, short training. Keyed by the group option they assume;
+# tests add their own overrides after these.
+FAST = {
+    ("dataset", "synthetic"): ["dataset=synthetic", "dataset.n_samples=400"],
+    ("strategy", "supervised"): ["strategy.max_steps=60", "strategy.eval_every=20"],
+    ("logger", "none"): ["logger=none"],
+}
+
+
+def fast_for(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """FAST, less the settings for groups the overrides switch to another option
+    (`strategy=logreg` has no max_steps)."""
+    chosen = dict(o.split("=", 1) for o in overrides if "=" in o and "." not in o.split("=", 1)[0])
+    return [s for (group, option), settings in FAST.items() if chosen.get(group, option) == option for s in settings]
 
 
 def compose_run(overrides: list[str], results_dir: Path | str) -> tuple[DictConfig, dict[str, str]]:
@@ -43,7 +49,7 @@ def compose_fast(tmp_path):
     """compose_fast(*overrides) -> (cfg, choices) with FAST defaults and records under tmp_path."""
 
     def _compose(*overrides: str, fast: bool = True):
-        return compose_run([*(FAST if fast else []), *overrides], tmp_path / "results")
+        return compose_run([*(fast_for(overrides) if fast else []), *overrides], tmp_path / "results")
 
     return _compose
 
