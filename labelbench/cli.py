@@ -11,7 +11,9 @@ def _filters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"labelbench: error: --filter {pair!r} must look like key=value (e.g. dataset=digits)")
+            raise SystemExit(
+                f"labelbench: error: --filter {pair!r} must look like key=value (e.g. dataset=digits)"
+            )
         out[key] = value
     return out
 
@@ -28,12 +30,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
         elif matches(item, filters):
             records.append(item)
     if not records:
-        print(f"labelbench: no run records in {args.results_dir}/runs match {filters or 'anything'}", file=sys.stderr)
+        print(
+            f"labelbench: no run records in {args.results_dir}/runs match {filters or 'anything'}",
+            file=sys.stderr,
+        )
         return 1
-    print(f"{args.metric} over seeds: mean ± std (n); {len(records)} records from {args.results_dir}/runs")
+    print(
+        f"{args.metric} over seeds: mean ± std (n); {len(records)} records from {args.results_dir}/runs"
+    )
     print(summary_table(records, args.metric))
     if bad:
-        print(f"skipped {len(bad)} unreadable record(s): {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+        print(
+            f"skipped {len(bad)} unreadable record(s): {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
+        )
     return 0
 
 
@@ -44,9 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="mean ± std of a metric per (strategy, budget)")
-    p.add_argument("results_dir", nargs="?", default="results", help="folder holding runs/ (default: results)")
-    p.add_argument("--metric", default="test/acc", help="metric key in the records (default: test/acc)")
-    p.add_argument("--filter", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. dataset=digits regime=clean")
+    p.add_argument(
+        "results_dir", nargs="?", default="results", help="folder holding runs/ (default: results)"
+    )
+    p.add_argument(
+        "--metric", default="test/acc", help="metric key in the records (default: test/acc)"
+    )
+    p.add_argument(
+        "--filter",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. dataset=digits regime=clean",
+    )
     p.set_defaults(func=cmd_summary)
     return parser
 

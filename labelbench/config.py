@@ -97,7 +97,9 @@ def check_targets(cfg: DictConfig | dict) -> None:
         where = f"{path}._target_" if path else "_target_"
         if not isinstance(target, str):
             raise ConfigError(f"{where}={target!r} must be a dotted import path")
-        denied = any(target == d or (d.endswith(".") and target.startswith(d)) for d in DENIED_TARGETS)
+        denied = any(
+            target == d or (d.endswith(".") and target.startswith(d)) for d in DENIED_TARGETS
+        )
         if denied or not target.startswith(ALLOWED_TARGET_PREFIXES):
             allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
             raise ConfigError(

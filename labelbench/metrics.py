@@ -15,7 +15,9 @@ DIRECTIONS = {
 }
 
 
-def classification_metrics(proba: np.ndarray, y: np.ndarray, num_classes: int, prefix: str = "test/") -> dict[str, float]:
+def classification_metrics(
+    proba: np.ndarray, y: np.ndarray, num_classes: int, prefix: str = "test/"
+) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1, worst-class accuracy, ECE (15 bins, L1) and NLL."""
     import torch
     from torchmetrics.functional.classification import (
@@ -27,7 +29,9 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, num_classes: int, p
     p = torch.as_tensor(np.asarray(proba), dtype=torch.float64)
     t = torch.as_tensor(np.asarray(y), dtype=torch.long)
     if p.shape != (len(t), num_classes):
-        raise ValueError(f"probabilities of shape {tuple(p.shape)}; expected ({len(t)}, {num_classes})")
+        raise ValueError(
+            f"probabilities of shape {tuple(p.shape)}; expected ({len(t)}, {num_classes})"
+        )
     k = num_classes
     per_class = multiclass_accuracy(p, t, num_classes=k, average="none")
     present = torch.bincount(t, minlength=k) > 0  # classes absent from y say nothing

@@ -107,7 +107,9 @@ def build(cfg: DictConfig, key: str) -> Components:
         try:
             check_trainer(parts["trainer"](logger=False))  # construct once to validate, cheaply
         except MisconfigurationException as e:
-            settings = " ".join(f"{k}={cfg.trainer.get(k)}" for k in ("accelerator", "devices", "precision"))
+            settings = " ".join(
+                f"{k}={cfg.trainer.get(k)}" for k in ("accelerator", "devices", "precision")
+            )
             raise ConfigError(f"{settings} cannot run here: {e}") from None
     return Components(
         source=parts["dataset"],
@@ -147,7 +149,9 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
         timings["fit_s"] = time.perf_counter() - t_fit
         t_eval = time.perf_counter()
         test = task.split.test
-        metrics = classification_metrics(predictor.predict_proba(task.x[test]), task.y[test], task.num_classes)
+        metrics = classification_metrics(
+            predictor.predict_proba(task.x[test]), task.y[test], task.num_classes
+        )
         metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
         timings["eval_s"] = time.perf_counter() - t_eval
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -210,7 +214,11 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
         print(f"labelbench-run: error: {e}", file=sys.stderr)
         return "invalid"
     budget = f"{names['budget']}:{record.labels['budget']}"
-    summary = f"test/acc={record.metrics['test/acc']:.4f}" if record.status == "ok" else record.error["message"]
+    summary = (
+        f"test/acc={record.metrics['test/acc']:.4f}"
+        if record.status == "ok"
+        else record.error["message"]
+    )
     log.info(
         "%s %s %s (%s, %.1f s): %s",
         record.status,

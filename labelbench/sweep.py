@@ -28,7 +28,9 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         n = sum(self.outcomes.values())
         kinds = ("ok", "failed", "skipped", "invalid", "crashed")
-        counts = ", ".join(f"{k} {self.outcomes[k]}" for k in kinds if self.outcomes[k] or k in kinds[:3])
+        counts = ", ".join(
+            f"{k} {self.outcomes[k]}" for k in kinds if self.outcomes[k] or k in kinds[:3]
+        )
         log.info("sweep: %d runs: %s", n, counts)
         if self.outcomes["failed"] or self.outcomes["invalid"] or self.outcomes["crashed"]:
             sys.exit(1)

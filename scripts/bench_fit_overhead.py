@@ -104,7 +104,9 @@ def main() -> None:
     view = task.view()
     work = dict(steps=args.steps, eval_every=args.eval_every, batch_size=args.batch_size, seed=0)
 
-    lightning_fit(pool, view, **{**work, "steps": args.eval_every})  # warm-up: imports, first-call costs
+    lightning_fit(
+        pool, view, **{**work, "steps": args.eval_every}
+    )  # warm-up: imports, first-call costs
     plain_fit(pool, view, **{**work, "steps": args.eval_every})
     times: dict[str, list[float]] = {"plain": [], "lightning": []}
     for r in range(args.repeats):
@@ -116,16 +118,34 @@ def main() -> None:
     ratios = [lt / pt for lt, pt in zip(times["lightning"], times["plain"], strict=True)]
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = statistics.median(ratios)
-    print(f"fit overhead: digits, {len(pool)} labels, MLP 64-256-10, batch {args.batch_size}, "
-          f"{args.steps} steps, eval every {args.eval_every}, {args.repeats} interleaved repeats, "
-          f"{torch.get_num_threads()} threads")
-    print(f"  plain PyTorch loop   median {med['plain']:.3f} s  ({1e3 * med['plain'] / args.steps:.3f} ms/step)")
-    print(f"  supervised (Trainer) median {med['lightning']:.3f} s  ({1e3 * med['lightning'] / args.steps:.3f} ms/step)")
-    print(f"  median ratio {ratio:.3f}x  (per-repeat: {', '.join(f'{r:.3f}' for r in ratios)})  "
-          f"target <= {args.target}x: {'PASS' if ratio <= args.target else 'FAIL'}")
-    print(json.dumps({"figure": "fit_overhead_supervised", "ratio": round(ratio, 4), "target": args.target,
-                      "plain_s": round(med["plain"], 4), "lightning_s": round(med["lightning"], 4),
-                      "steps": args.steps, "machine": platform.node()}))
+    print(
+        f"fit overhead: digits, {len(pool)} labels, MLP 64-256-10, batch {args.batch_size}, "
+        f"{args.steps} steps, eval every {args.eval_every}, {args.repeats} interleaved repeats, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"  plain PyTorch loop   median {med['plain']:.3f} s  ({1e3 * med['plain'] / args.steps:.3f} ms/step)"
+    )
+    print(
+        f"  supervised (Trainer) median {med['lightning']:.3f} s  ({1e3 * med['lightning'] / args.steps:.3f} ms/step)"
+    )
+    print(
+        f"  median ratio {ratio:.3f}x  (per-repeat: {', '.join(f'{r:.3f}' for r in ratios)})  "
+        f"target <= {args.target}x: {'PASS' if ratio <= args.target else 'FAIL'}"
+    )
+    print(
+        json.dumps(
+            {
+                "figure": "fit_overhead_supervised",
+                "ratio": round(ratio, 4),
+                "target": args.target,
+                "plain_s": round(med["plain"], 4),
+                "lightning_s": round(med["lightning"], 4),
+                "steps": args.steps,
+                "machine": platform.node(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,14 +30,23 @@ def fast_for(overrides: tuple[str, ...] | list[str]) -> list[str]:
     """FAST, less the settings for groups the overrides switch to another option
     (`strategy=logreg` has no max_steps)."""
     chosen = dict(o.split("=", 1) for o in overrides if "=" in o and "." not in o.split("=", 1)[0])
-    return [s for (group, option), settings in FAST.items() if chosen.get(group, option) == option for s in settings]
+    return [
+        s
+        for (group, option), settings in FAST.items()
+        if chosen.get(group, option) == option
+        for s in settings
+    ]
 
 
 def compose_run(overrides: list[str], results_dir: Path | str) -> tuple[DictConfig, dict[str, str]]:
     """Compose the run config and Hydra's group choices, as the app would."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, f"paths.results_dir={results_dir}"], return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[*overrides, f"paths.results_dir={results_dir}"],
+            return_hydra_config=True,
+        )
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}
     with open_dict(cfg):
         del cfg["hydra"]
@@ -49,7 +58,9 @@ def compose_fast(tmp_path):
     """compose_fast(*overrides) -> (cfg, choices) with FAST defaults and records under tmp_path."""
 
     def _compose(*overrides: str, fast: bool = True):
-        return compose_run([*(fast_for(overrides) if fast else []), *overrides], tmp_path / "results")
+        return compose_run(
+            [*(fast_for(overrides) if fast else []), *overrides], tmp_path / "results"
+        )
 
     return _compose
 
@@ -59,6 +70,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     exe, *rest = args
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [str(BIN / exe), *rest], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, env=env,
+        [str(BIN / exe), *rest],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
     )

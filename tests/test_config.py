@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import CONF_DIR
 from labelbench.config import ConfigError, check_run_fields, check_targets, run_key
 from labelbench.run import build
-
-from conftest import CONF_DIR
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
@@ -19,7 +18,16 @@ NEEDS = {
 
 
 def test_every_group_has_options():
-    for group in ("dataset", "regime", "budget", "strategy", "model", "trainer", "logger", "launcher"):
+    for group in (
+        "dataset",
+        "regime",
+        "budget",
+        "strategy",
+        "model",
+        "trainer",
+        "logger",
+        "launcher",
+    ):
         assert any(g == group for g, _ in OPTIONS), f"conf/{group}/ has no options"
 
 
@@ -57,20 +65,39 @@ def test_run_key_ignores_paths_and_logger(compose_fast, tmp_path):
 
 @pytest.mark.parametrize(
     "target",
-    ["os.system", "builtins.eval", "subprocess.run", "torch.load", "torch.hub.load", "labelbenchx.evil"],
+    [
+        "os.system",
+        "builtins.eval",
+        "subprocess.run",
+        "torch.load",
+        "torch.hub.load",
+        "labelbenchx.evil",
+    ],
 )
 def test_targets_outside_allowlist_are_refused(target):
-    cfg = OmegaConf.create({"strategy": {"_target_": "labelbench.strategies.logreg.LogReg",
-                                         "nested": [{"_target_": target}]}})
-    with pytest.raises(ConfigError, match=r"strategy\.nested\[0\]\._target_=" + target.replace(".", r"\.")):
+    cfg = OmegaConf.create(
+        {
+            "strategy": {
+                "_target_": "labelbench.strategies.logreg.LogReg",
+                "nested": [{"_target_": target}],
+            }
+        }
+    )
+    with pytest.raises(
+        ConfigError, match=r"strategy\.nested\[0\]\._target_=" + target.replace(".", r"\.")
+    ):
         check_targets(cfg)
 
 
 def test_allowlisted_targets_pass():
-    check_targets(OmegaConf.create({"a": {"_target_": "torch.optim.Adam"}, "b": {"_target_": "sklearn.svm.SVC"}}))
+    check_targets(
+        OmegaConf.create(
+            {"a": {"_target_": "torch.optim.Adam"}, "b": {"_target_": "sklearn.svm.SVC"}}
+        )
+    )
 
 
 def test_unexpected_component_argument_is_a_config_error(compose_fast):
     cfg, _ = compose_fast("+budget.bogus=1")
-    with pytest.raises(ConfigError, match="budget: .*bogus"):
+    with pytest.raises(ConfigError, match=r"budget: .*bogus"):
         build(cfg, run_key(cfg))

@@ -9,7 +9,16 @@ import pytest
 
 from labelbench.config import ConfigError
 from labelbench.data.sources import Digits, Synthetic
-from labelbench.labels import Clean, Fraction, Full, LabelPool, PerClass, Total, reveal, reveal_order
+from labelbench.labels import (
+    Clean,
+    Fraction,
+    Full,
+    LabelPool,
+    PerClass,
+    Total,
+    reveal,
+    reveal_order,
+)
 from labelbench.strategies.logreg import LogReg
 
 
@@ -27,7 +36,9 @@ def test_reveal_order_balanced_prefixes(digits):
         assert counts.max() - counts.min() <= 1, counts
 
 
-@pytest.mark.parametrize("budget", [Total(20), Total(20, balanced=False), PerClass(4), Fraction(0.05), Full()])
+@pytest.mark.parametrize(
+    "budget", [Total(20), Total(20, balanced=False), PerClass(4), Fraction(0.05), Full()]
+)
 def test_revealed_items_come_from_the_pool_only(digits, budget):
     pool, acct = reveal(digits, Clean(), budget, seed=1, split_seed=0)
     assert set(pool.indices) <= set(digits.split.pool)
@@ -55,9 +66,19 @@ def test_per_class_budget_is_exact(digits):
 
 def test_paid_validation_comes_out_of_the_budget(digits):
     free, acct_free = reveal(digits, Clean(), Total(50), seed=0, split_seed=0)
-    paid, acct_paid = reveal(digits, Clean(), Total(50, val_paid=True, val_share=0.2), seed=0, split_seed=0)
-    assert acct_free.val_count == len(digits.split.val) and acct_free.cost == 50 and not acct_free.val_paid
-    assert (acct_paid.count, acct_paid.val_count, acct_paid.cost) == (40, 10, 50.0) and acct_paid.val_paid
+    paid, acct_paid = reveal(
+        digits, Clean(), Total(50, val_paid=True, val_share=0.2), seed=0, split_seed=0
+    )
+    assert (
+        acct_free.val_count == len(digits.split.val)
+        and acct_free.cost == 50
+        and not acct_free.val_paid
+    )
+    assert (acct_paid.count, acct_paid.val_count, acct_paid.cost) == (
+        40,
+        10,
+        50.0,
+    ) and acct_paid.val_paid
     assert set(paid.val_indices) <= set(digits.split.val)
     assert list(paid.indices) == list(free.indices[:40])  # still the same reveal order
 
@@ -85,7 +106,12 @@ def test_pool_holds_no_true_labels(digits):
     """LabelPool and TaskView expose observed labels only; nothing reaches the ground truth."""
     pool, _ = reveal(digits, Clean(), Total(30), seed=0, split_seed=0)
     assert {f.name for f in dataclasses.fields(LabelPool)} == {
-        "indices", "labels", "unlabeled", "val_indices", "val_labels", "num_classes"
+        "indices",
+        "labels",
+        "unlabeled",
+        "val_indices",
+        "val_labels",
+        "num_classes",
     }
     view = digits.view()
     assert not hasattr(view, "y") and not hasattr(view, "split") and not hasattr(view, "test")

@@ -18,11 +18,25 @@ def make_record(key: str = "abc123", status: str = "ok", n_indices: int = 10) ->
     return RunRecord(
         run_key=key,
         status=status,
-        choices={"dataset": "digits", "regime": "clean", "budget": "total", "strategy": "supervised", "model": "mlp"},
+        choices={
+            "dataset": "digits",
+            "regime": "clean",
+            "budget": "total",
+            "strategy": "supervised",
+            "model": "mlp",
+        },
         seed=0,
         split_seed=0,
-        labels={"budget": "20", "budget_size": 20, "count": 20, "val_count": 5, "val_paid": False,
-                "cost": 20.0, "noise_rate": 0.0, "indices": list(range(n_indices))},
+        labels={
+            "budget": "20",
+            "budget_size": 20,
+            "count": 20,
+            "val_count": 5,
+            "val_paid": False,
+            "cost": 20.0,
+            "noise_rate": 0.0,
+            "indices": list(range(n_indices)),
+        },
         metrics={"test/acc": 0.9, "test/nll": 0.3} if status == "ok" else {},
         directions={"test/acc": "max", "test/nll": "min"} if status == "ok" else {},
         curve=[],
@@ -111,7 +125,9 @@ while True:
 
 def test_kill_9_mid_write_leaves_no_partial_record(tmp_path):
     """A real SIGKILL while records are being written: every *.json left parses."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=os.path.dirname(__file__))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], cwd=os.path.dirname(__file__)
+    )
     deadline = time.time() + 30
     while time.time() < deadline and len(list((tmp_path / "runs").glob("*.json"))) < 3:
         time.sleep(0.05)

@@ -9,11 +9,18 @@ from labelbench.run import execute, run
 
 
 def test_end_to_end_supervised_on_synthetic(compose_fast, tmp_path):
-    cfg, choices = compose_fast("strategy=supervised", "budget=per_class", "budget.per_class=10", "seed=1")
+    cfg, choices = compose_fast(
+        "strategy=supervised", "budget=per_class", "budget.per_class=10", "seed=1"
+    )
     record = run(cfg, choices)
     assert record.status == "ok", record.error
-    assert record.choices == {"dataset": "synthetic", "regime": "clean", "budget": "per_class",
-                              "strategy": "supervised", "model": "mlp"}
+    assert record.choices == {
+        "dataset": "synthetic",
+        "regime": "clean",
+        "budget": "per_class",
+        "strategy": "supervised",
+        "model": "mlp",
+    }
     assert record.metrics["test/acc"] > 0.5  # 4 classes: chance is 0.25
     assert set(record.directions) >= {"test/acc", "test/ece", "test/nll"}
     assert record.directions["test/nll"] == "min"
@@ -27,11 +34,14 @@ def test_end_to_end_supervised_on_synthetic(compose_fast, tmp_path):
 
 def test_revealed_indices_are_identical_across_strategies_and_models(compose_fast):
     runs = [
-        run(*compose_fast("strategy=supervised", "seed=2", "budget.total=30"))
-        for _ in range(1)
+        run(*compose_fast("strategy=supervised", "seed=2", "budget.total=30")) for _ in range(1)
     ] + [
         run(*compose_fast("strategy=logreg", "seed=2", "budget.total=30")),
-        run(*compose_fast("strategy=supervised", "model.hidden=[32,32]", "seed=2", "budget.total=30")),
+        run(
+            *compose_fast(
+                "strategy=supervised", "model.hidden=[32,32]", "seed=2", "budget.total=30"
+            )
+        ),
     ]
     assert len({r.run_key for r in runs}) == 3
     assert runs[0].labels["indices"] == runs[1].labels["indices"] == runs[2].labels["indices"]
@@ -49,11 +59,17 @@ def test_same_config_same_metrics_on_cpu(compose_fast, tmp_path):
 def test_validation_paid_is_recorded(compose_fast):
     record = run(*compose_fast("strategy=logreg", "budget.total=50", "budget.val_paid=true"))
     assert record.labels["val_paid"] is True
-    assert (record.labels["count"], record.labels["val_count"], record.labels["cost"]) == (40, 10, 50.0)
+    assert (record.labels["count"], record.labels["val_count"], record.labels["cost"]) == (
+        40,
+        10,
+        50.0,
+    )
 
 
 def test_nan_loss_writes_a_failed_record(compose_fast, tmp_path):
-    cfg, choices = compose_fast("strategy=supervised", "strategy.optimizer.lr=1e30", "strategy.patience=0")
+    cfg, choices = compose_fast(
+        "strategy=supervised", "strategy.optimizer.lr=1e30", "strategy.patience=0"
+    )
     record = run(cfg, choices)
     assert record.status == "failed"
     assert record.error["type"] == "FloatingPointError"
@@ -67,7 +83,9 @@ def test_rerun_skips_ok_and_reruns_failed(compose_fast, tmp_path, caplog):
     assert execute(ok_cfg, ok_choices) == "ok"
     assert execute(bad_cfg, bad_choices) == "failed"
     path = RecordStore(tmp_path / "results").path
-    ok_written = path(json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())["run_key"])
+    ok_written = path(
+        json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())["run_key"]
+    )
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "runs").glob("*.json")}
     with caplog.at_level("INFO", logger="labelbench"):
         assert execute(ok_cfg, ok_choices) == "skipped"
@@ -84,4 +102,6 @@ def test_invalid_config_writes_nothing(compose_fast, tmp_path, capsys):
     assert execute(cfg, choices) == "invalid"
     err = capsys.readouterr().err
     assert "labelbench-run: error: budget.total=100000 is larger than the pool" in err
-    assert not (tmp_path / "results" / "runs").exists() or not list((tmp_path / "results" / "runs").iterdir())
+    assert not (tmp_path / "results" / "runs").exists() or not list(
+        (tmp_path / "results" / "runs").iterdir()
+    )

@@ -4,7 +4,7 @@ returns a TaskData; constructors check their arguments, `load` checks the data."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -94,9 +94,13 @@ class Synthetic(Source):
         if n_classes < 2:
             raise ConfigError(f"n_classes={n_classes} must be at least 2")
         if not 1 <= n_informative <= n_features:
-            raise ConfigError(f"n_informative={n_informative} must be in 1..n_features={n_features}")
+            raise ConfigError(
+                f"n_informative={n_informative} must be in 1..n_features={n_features}"
+            )
         if n_samples < 10 * n_classes:
-            raise ConfigError(f"n_samples={n_samples} must be at least 10 x n_classes={10 * n_classes}")
+            raise ConfigError(
+                f"n_samples={n_samples} must be at least 10 x n_classes={10 * n_classes}"
+            )
         self.params = dict(
             n_samples=n_samples,
             n_features=n_features,
@@ -123,7 +127,7 @@ class Files(Source):
     `feature_columns` lists numeric inputs (default: every other column)."""
 
     name = "files"
-    FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+    FORMATS: ClassVar[dict[str, str]] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
     def __init__(
         self,
@@ -179,9 +183,7 @@ class Files(Source):
         try:
             x = np.stack([np.asarray(data[c], dtype=np.float32) for c in features], axis=1)
         except (TypeError, ValueError) as e:
-            raise ConfigError(
-                f"feature_columns of {self.path} must be numeric: {e}"
-            ) from None
+            raise ConfigError(f"feature_columns of {self.path} must be numeric: {e}") from None
         if not np.isfinite(x).all():
             raise ConfigError(f"path={self.path} has missing or non-finite feature values")
         values, y = np.unique(labels, return_inverse=True)

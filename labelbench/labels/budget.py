@@ -14,7 +14,9 @@ import numpy as np
 from labelbench.config import ConfigError
 
 
-def reveal_order(y: np.ndarray, num_classes: int, rng: np.random.Generator, balanced: bool) -> np.ndarray:
+def reveal_order(
+    y: np.ndarray, num_classes: int, rng: np.random.Generator, balanced: bool
+) -> np.ndarray:
     """Positions into `y` in the order they would be labeled.
 
     balanced: round-robin over classes (class order shuffled each round), each class in a
@@ -40,7 +42,9 @@ class Budget:
     from the validation split); if false, the whole validation split is labeled for free.
     The record says which."""
 
-    def __init__(self, balanced: bool = True, val_paid: bool = False, val_share: float = 0.2) -> None:
+    def __init__(
+        self, balanced: bool = True, val_paid: bool = False, val_share: float = 0.2
+    ) -> None:
         if not 0 < val_share < 1:
             raise ConfigError(f"val_share={val_share} is outside (0, 1)")
         self.balanced = bool(balanced)
@@ -119,7 +123,11 @@ class Fraction(Budget):
 
     def __init__(self, fraction: float, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float)
+            or not 0 < fraction <= 1
+        ):
             raise ConfigError(f"fraction={fraction} is outside (0, 1]")
         self.fraction = float(fraction)
 
@@ -127,7 +135,11 @@ class Fraction(Budget):
         return max(1, math.ceil(self.fraction * len(y_pool) - 1e-9))
 
     def label(self):
-        return f"{self.fraction:.0%}" if self.fraction * 100 == int(self.fraction * 100) else f"{self.fraction:g}"
+        return (
+            f"{self.fraction:.0%}"
+            if self.fraction * 100 == int(self.fraction * 100)
+            else f"{self.fraction:g}"
+        )
 
 
 class Full(Budget):

@@ -59,7 +59,9 @@ def reveal(
     if n_val is None:
         val_pos = np.arange(len(val))
     else:
-        val_order = reveal_order(y_val, k, _rng(seed, split_seed, _STREAM_VAL_ORDER), budget.balanced)
+        val_order = reveal_order(
+            y_val, k, _rng(seed, split_seed, _STREAM_VAL_ORDER), budget.balanced
+        )
         val_pos = val_order[: min(n_val, len(val))]
 
     label_pool = LabelPool(
@@ -78,7 +80,9 @@ def reveal(
         val_count=len(val_pos),
         val_paid=budget.val_paid,
         cost=regime.cost(len(revealed) + paid_val),
-        noise_rate=float(np.mean(observed_pool[revealed] != y_pool[revealed])) if len(revealed) else 0.0,
+        noise_rate=float(np.mean(observed_pool[revealed] != y_pool[revealed]))
+        if len(revealed)
+        else 0.0,
         indices=[int(i) for i in pool[revealed]],
     )
     return label_pool, accounting

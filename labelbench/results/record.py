@@ -57,11 +57,17 @@ class RunRecord:
         if version != SCHEMA_VERSION:
             raise RecordError(f"schema_version={version!r}; this labelbench reads {SCHEMA_VERSION}")
         names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names if n not in data and n not in ("error", "created", "extra"))
+        missing = sorted(
+            n for n in names if n not in data and n not in ("error", "created", "extra")
+        )
         if missing:
             raise RecordError(f"record lacks {', '.join(missing)}")
         record = cls(**{k: v for k, v in data.items() if k in names})
-        bad = [k for k, v in record.metrics.items() if not isinstance(v, int | float) or not math.isfinite(v)]
+        bad = [
+            k
+            for k, v in record.metrics.items()
+            if not isinstance(v, int | float) or not math.isfinite(v)
+        ]
         if bad:
             raise RecordError(f"non-numeric metrics: {', '.join(bad)}")
         return record

@@ -42,12 +42,22 @@ def summary_table(records: Iterable[RunRecord], metric: str = "test/acc") -> str
             return f"{xs[0]:.3f} (1)"
         return f"{statistics.fmean(xs):.3f} ± {statistics.stdev(xs):.3f} ({len(xs)})"
 
-    head = ["strategy", *(f"{b} labels" if b[0].isdigit() and b.isdigit() else b for b in budgets), "failed"]
-    rows = [[s, *(cell(values.get((s, b), [])) for b in budgets), str(failed.get(s, 0))] for s in strategies]
+    head = [
+        "strategy",
+        *(f"{b} labels" if b[0].isdigit() and b.isdigit() else b for b in budgets),
+        "failed",
+    ]
+    rows = [
+        [s, *(cell(values.get((s, b), [])) for b in budgets), str(failed.get(s, 0))]
+        for s in strategies
+    ]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
     return "\n".join(lines)

@@ -97,7 +97,9 @@ class LabelModule(pl.LightningModule):
     # -- data ------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         self.data = {k: v.to(self.device) for k, v in self.data.items()}
-        self.labeled = MinibatchStream(len(self.data["train_y"]), self.batch_size, self.seed, self.device)
+        self.labeled = MinibatchStream(
+            len(self.data["train_y"]), self.batch_size, self.seed, self.device
+        )
 
     def next_labeled(self) -> tuple[Tensor, Tensor]:
         """The next labeled minibatch: inputs and observed labels."""
@@ -128,7 +130,9 @@ class LabelModule(pl.LightningModule):
         self.steps_done += n
         mean = total / max(n, 1)
         if not torch.isfinite(mean):
-            raise FloatingPointError(f"training loss became {mean.item()} by step {self.steps_done}")
+            raise FloatingPointError(
+                f"training loss became {mean.item()} by step {self.steps_done}"
+            )
         # 'step' sets the x-axis for loggers: optimizer steps, not Lightning steps.
         self.log_dict({"train/loss": mean, "step": float(self.steps_done)}, batch_size=1)
 
@@ -159,7 +163,9 @@ class RestoreBest(pl.Callback):
         if value is None:
             return
         value = float(value)
-        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        better = self.best is None or (
+            value > self.best if self.mode == "max" else value < self.best
+        )
         if better:
             self.best, self.best_step = value, module.steps_done
             self.state = copy.deepcopy(module.net.state_dict())
@@ -181,7 +187,9 @@ class NetPredictor:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         device = next(self.net.parameters()).device
         out = [
-            torch.softmax(self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float(), 1)
+            torch.softmax(
+                self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float(), 1
+            )
             for i in range(0, len(x), self.batch_size)
         ]
         return torch.cat(out).cpu().double().numpy()
@@ -208,7 +216,11 @@ class LightningStrategy(Strategy):
         monitor: str = "val/acc",
         mode: str = "max",
     ) -> None:
-        for key, value in (("max_steps", max_steps), ("batch_size", batch_size), ("eval_every", eval_every)):
+        for key, value in (
+            ("max_steps", max_steps),
+            ("batch_size", batch_size),
+            ("eval_every", eval_every),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value} must be a positive integer")
         if not isinstance(patience, int) or patience < 0:
@@ -236,7 +248,9 @@ class LightningStrategy(Strategy):
         }
         return {k: torch.tensor(v) for k, v in arrays.items()}  # copies: the arrays are read-only
 
-    def fit(self, pool, task, model: ModelFactory, trainer: TrainerFactory, *, seed: int) -> NetPredictor:
+    def fit(
+        self, pool, task, model: ModelFactory, trainer: TrainerFactory, *, seed: int
+    ) -> NetPredictor:
         if len(pool) == 0:
             raise ValueError("no labeled items to train on")
         pl.seed_everything(seed, workers=False, verbose=False)
@@ -259,7 +273,10 @@ class LightningStrategy(Strategy):
             if self.patience:
                 callbacks.append(
                     pl.callbacks.EarlyStopping(
-                        monitor=self.monitor, mode=self.mode, patience=self.patience, check_on_train_epoch_end=False
+                        monitor=self.monitor,
+                        mode=self.mode,
+                        patience=self.patience,
+                        check_on_train_epoch_end=False,
                     )
                 )
         fitter = trainer(
@@ -270,7 +287,10 @@ class LightningStrategy(Strategy):
         check_trainer(fitter)
         # One "batch" per epoch: the chunk of optimizer steps runs inside training_step.
         fitter.fit(module, train_dataloaders=[0], val_dataloaders=[0] if has_val else None)
-        info = {"steps": float(module.steps_done), "stopped_early": float(module.steps_done < self.max_steps)}
+        info = {
+            "steps": float(module.steps_done),
+            "stopped_early": float(module.steps_done < self.max_steps),
+        }
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
