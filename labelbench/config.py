@@ -30,15 +30,19 @@ ALLOWED_TARGET_PREFIXES = (
     "numpy.",
     "datasets.",
 )
-# Callables inside those modules that unpickle or fetch arbitrary code.
-DENIED_TARGETS = (
-    "torch.load",
+# Parts of those modules that load pickled, compiled or downloaded code: refused outright.
+DENIED_TARGET_PREFIXES = (
     "torch.hub.",
-    "torch.jit.load",
     "torch.package.",
-    "numpy.load",
-    "datasets.load_dataset_builder",
+    "torch.ops.",
+    "torch.utils.cpp_extension.",
+    "torch.utils.model_zoo.",
+    "numpy.ctypeslib.",
 )
+# Outside labelbench, any callable whose name mentions loading (torch.load,
+# torch.serialization.load, LightningModule.load_from_checkpoint, numpy.load ...) is refused:
+# data reaches a run through labelbench's own sources, never through a config's `_target_`.
+DENIED_NAME_PART = "load"
 
 # Config keys that say where outputs go or how they are mirrored, never what is computed:
 # they are left out of the run key so moving a results folder does not re-run a sweep.
@@ -97,19 +101,25 @@ def check_targets(cfg: DictConfig | dict) -> None:
         where = f"{path}._target_" if path else "_target_"
         if not isinstance(target, str):
             raise ConfigError(f"{where}={target!r} must be a dotted import path")
-        denied = any(
-            target == d or (d.endswith(".") and target.startswith(d)) for d in DENIED_TARGETS
+        denied = not target.startswith("labelbench.") and (
+            target.startswith(DENIED_TARGET_PREFIXES)
+            or DENIED_NAME_PART in target.rsplit(".", 1)[-1].lower()
         )
         if denied or not target.startswith(ALLOWED_TARGET_PREFIXES):
             allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
             raise ConfigError(
                 f"{where}={target} is not allowed; targets must come from: {allowed}"
-                + (" (loaders of pickled code are refused)" if denied else "")
+                + (" (callables that load code or pickles are refused)" if denied else "")
             )
 
 
 def check_run_fields(cfg: DictConfig) -> None:
     """Run-level checks that need no data."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{missing[0]} has no value; set it on the command line ({missing[0]}=...)"
+        )
     for key in ("seed", "split_seed"):
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -99,7 +99,7 @@ class Synthetic(Source):
             )
         if n_samples < 10 * n_classes:
             raise ConfigError(
-                f"n_samples={n_samples} must be at least 10 x n_classes={10 * n_classes}"
+                f"n_samples={n_samples} must be at least 10 x n_classes ({10 * n_classes})"
             )
         self.params = dict(
             n_samples=n_samples,
@@ -170,6 +170,11 @@ class Files(Source):
                 f" columns: {', '.join(columns)}"
             )
         features = self.feature_columns or [c for c in columns if c != self.label_column]
+        if self.label_column in features:
+            raise ConfigError(
+                f"feature_columns={features} includes the label column {self.label_column!r};"
+                " the label must not be an input"
+            )
         missing = [c for c in features if c not in columns]
         if missing or not features:
             raise ConfigError(
