@@ -84,13 +84,14 @@ class LabelModule(pl.LightningModule):
         eval_every: int,
         batch_size: int,
         seed: int,
+        monitor: str = "val/acc",
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.data = data  # x (all inputs), train_idx, train_y, val_idx, val_y
         self.max_steps, self.eval_every, self.batch_size = max_steps, eval_every, batch_size
-        self.seed = seed
+        self.seed, self.monitor = seed, monitor
         self.steps_done = 0
         self.automatic_optimization = False
 
@@ -133,19 +134,23 @@ class LabelModule(pl.LightningModule):
             raise FloatingPointError(
                 f"training loss became {mean.item()} by step {self.steps_done}"
             )
-        # 'step' sets the x-axis for loggers: optimizer steps, not Lightning steps.
-        self.log_dict({"train/loss": mean, "step": float(self.steps_done)}, batch_size=1)
+        # Straight to the loggers, x-axis in optimizer steps: self.log would build a fresh
+        # torchmetrics state per key per chunk (about 1 ms each), and nothing monitors it.
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": mean.item()}, step=self.steps_done)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = self.data["x"][self.data["val_idx"]], self.data["val_y"]
         logits = self.net(x)
-        self.log_dict(
-            {
-                "val/acc": (logits.argmax(1) == y).float().mean(),
-                "val/loss": F.cross_entropy(logits, y),
-            },
-            batch_size=len(y),
-        )
+        scores = {
+            "val/acc": (logits.argmax(1) == y).float().mean(),
+            "val/loss": F.cross_entropy(logits, y),
+        }
+        # Only the monitored score goes through self.log (callbacks read it from there);
+        # loggers get every score directly, against optimizer steps.
+        self.log(self.monitor, scores[self.monitor], batch_size=len(y), logger=False)
+        for logger in self.loggers:
+            logger.log_metrics({k: v.item() for k, v in scores.items()}, step=self.steps_done)
 
 
 class RestoreBest(pl.Callback):
@@ -263,6 +268,7 @@ class LightningStrategy(Strategy):
             eval_every=self.eval_every,
             batch_size=self.batch_size,
             seed=seed,
+            monitor=self.monitor,
             **self.module_kwargs(),
         )
         has_val = len(pool.val_indices) > 0
