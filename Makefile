@@ -23,7 +23,7 @@ install: $(STAMP) ## create .venv and install labelbench with CPU torch
 demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 seeds) and print the table
 	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=total budget.total=20,50,100
 	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=full
-	$(BIN)/labelbench summary $(RESULTS) --filter dataset=digits regime=clean
+	$(BIN)/labelbench leaderboard $(RESULTS) --filter dataset=digits regime=clean
 
 test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
 	$(BIN)/pytest -q

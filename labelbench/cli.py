@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """Bad input: printed as one `labelbench: error: ...` line, exit code 2."""
 
 
 def _filters(pairs: list[str]) -> dict[str, str]:
@@ -11,48 +18,94 @@ def _filters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(
-                f"labelbench: error: --filter {pair!r} must look like key=value (e.g. dataset=digits)"
-            )
+            raise CLIError(f"--filter {pair!r} must look like key=value (e.g. dataset=digits)")
         out[key] = value
     return out
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    from labelbench.results.store import RecordStore
-    from labelbench.results.summary import matches, summary_table
+def _fields(text: str, flag: str) -> tuple[str, ...]:
+    from labelbench.results.leaderboard import FIELDS
 
-    filters = _filters(args.filter)
-    records, bad = [], []
-    for path, item in RecordStore(args.results_dir).scan():
-        if isinstance(item, Exception):
-            bad.append(str(path))
-        elif matches(item, filters):
-            records.append(item)
-    if not records:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in FIELDS]
+    if bad or not names:
+        raise CLIError(
+            f"{flag} {text!r}: {', '.join(bad) or 'empty'} is not a field; allowed: {', '.join(FIELDS)}"
+        )
+    return names
+
+
+def write_output(text: str, out: str | None) -> None:
+    """stdout, or FILE written atomically (never half a file)."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def load_boards(args: argparse.Namespace):
+    """Rows from the store, problems reported, leaderboards built from the CLI arguments."""
+    from labelbench.results.leaderboard import LeaderboardError, build_leaderboards
+    from labelbench.results.table import load_rows
+
+    results = Path(args.results_dir)
+    if not (results / "runs").is_dir():
+        raise CLIError(f"{results} has no runs/ folder of run records (run labelbench-run first)")
+    loaded = load_rows(results, use_cache=not args.no_cache)
+    if (note := loaded.problem_summary()) is not None:
+        print(f"labelbench: {note}", file=sys.stderr)
+    try:
+        boards = build_leaderboards(
+            loaded.rows,
+            metric=args.metric,
+            row_fields=_fields(args.rows, "--rows"),
+            col_fields=_fields(args.cols, "--cols"),
+            baseline=args.baseline or None,
+            filters=_filters(args.filter),
+            target_drop=args.target_drop,
+        )
+    except LeaderboardError as e:
+        raise CLIError(str(e)) from None
+    if not boards:
+        raise CLIError(
+            f"no run records in {results}/runs match {_filters(args.filter) or 'anything'}"
+        )
+    if args.baseline and not any(b.baseline for b in boards):
         print(
-            f"labelbench: no run records in {args.results_dir}/runs match {filters or 'anything'}",
+            f"labelbench: baseline {args.baseline!r} is in no table; no paired tests",
             file=sys.stderr,
         )
-        return 1
-    print(
-        f"{args.metric} over seeds: mean ± std (n); {len(records)} records from {args.results_dir}/runs"
-    )
-    print(summary_table(records, args.metric))
-    if bad:
-        print(
-            f"skipped {len(bad)} unreadable record(s): {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
-        )
-    return 0
+    return loaded, boards
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="labelbench",
-        description="Tools over labelbench run records. Runs are launched with `labelbench-run`.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("summary", help="mean ± std of a metric per (strategy, budget)")
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from labelbench.results.render import RENDERERS
+
+    _, boards = load_boards(args)
+    write_output(RENDERERS[args.format](boards), args.out)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from labelbench.results.dashboard import render_dashboard
+
+    loaded, boards = load_boards(args)
+    write_output(render_dashboard(loaded, boards), args.out)
+
+
+def _add_board_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "results_dir", nargs="?", default="results", help="folder holding runs/ (default: results)"
     )
@@ -66,13 +119,61 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="e.g. dataset=digits regime=clean",
     )
-    p.set_defaults(func=cmd_summary)
+    p.add_argument("--rows", default="strategy", help="fields for rows (default: strategy)")
+    p.add_argument(
+        "--cols", default="regime,budget", help="fields for columns (default: regime,budget)"
+    )
+    p.add_argument(
+        "--baseline",
+        default="supervised",
+        help="row for paired tests; '' for none (default: supervised)",
+    )
+    p.add_argument(
+        "--target-drop",
+        type=float,
+        default=0.01,
+        help="'labels to reach target': within this of the baseline's largest budget (default: 0.01)",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="parse every record, ignoring results/.cache"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labelbench",
+        description="Tools over labelbench run records (runs are launched with `labelbench-run`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "leaderboard", help="tables of a metric across strategies, regimes and budgets"
+    )
+    _add_board_options(p)
+    p.add_argument("--format", choices=("md", "csv", "tex", "json", "html"), default="md")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser(
+        "dashboard", help="one self-contained HTML page: leaderboards, curves, failures, configs"
+    )
+    _add_board_options(p)
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        default="results/dashboard.html",
+        help="(default: results/dashboard.html)",
+    )
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        args.func(args)
+    except CLIError as e:
+        print(f"labelbench: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -78,7 +78,6 @@ def test_single_run_with_readme_command(tmp_path):
     assert record["choices"]["dataset"] == "digits" and record["metrics"]["test/acc"] > 0.6
     # the csv logger mirrors training curves next to the records
     assert (results / "logs" / "csv" / record["run_key"] / "metrics.csv").is_file()
-    summary = run_cli("labelbench", "summary", str(results), cwd=tmp_path)
-    assert (
-        summary.returncode == 0 and "supervised" in summary.stdout and "4/class" in summary.stdout
-    )
+    board = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    assert "supervised (baseline)" in board.stdout and "clean 4/class" in board.stdout

@@ -1,0 +1,260 @@
+"""Leaderboards as Markdown, CSV, LaTeX, JSON and HTML tables."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+
+from labelbench.results.leaderboard import Cell, Leaderboard, fmt
+
+FORMATS = ("md", "csv", "tex", "json", "html")
+BETTER, WORSE, SHORT, FAILED = "▲", "▼", "†", "✗"
+
+
+def _key(parts: Sequence[str]) -> str:
+    return " ".join(parts)
+
+
+def title(lb: Leaderboard) -> str:
+    scope = " · ".join(f"{k}={v}" for k, v in lb.scope.items()) or "all runs"
+    better = "higher is better" if lb.direction == "max" else "lower is better"
+    return f"{scope} — {lb.metric} ({better})"
+
+
+def legend(lb: Leaderboard) -> str:
+    parts = ["mean ± std (n seeds)", "bold: best in column"]
+    if lb.baseline:
+        parts.append(
+            f"Δ: mean paired difference to {'/'.join(lb.baseline)} over shared seeds;"
+            f" {BETTER}/{WORSE}: significantly better/worse (Wilcoxon signed-rank, p < 0.05)"
+        )
+    parts += [
+        f"{SHORT}: fewer seeds than the row's others",
+        f"{FAILED}k: k failed runs",
+        "missing: no run",
+    ]
+    if lb.groups:
+        parts.append("AUBC: area under the budget curve / budget range")
+        if lb.baseline:
+            parts.append(
+                f"→target: fewest labels within 1 point of {'/'.join(lb.baseline)} at its largest budget"
+            )
+    return "; ".join(parts)
+
+
+def cell_text(cell: Cell, bold: tuple[str, str] = ("**", "**")) -> str:
+    """'0.922 ± 0.006 (3) Δ+0.006▲ ✗1', 'missing', ..."""
+    if cell.missing:
+        return "missing"
+    out = []
+    if cell.n:
+        value = fmt(cell.mean) + (f" ± {fmt(cell.std)}" if cell.std is not None else "")
+        out.append(f"{bold[0]}{value}{bold[1]}" if cell.best else value)
+        out.append(f"({cell.n}{SHORT if cell.short else ''})")
+        if cell.delta is not None:
+            mark = BETTER if cell.significance > 0 else WORSE if cell.significance < 0 else ""
+            out.append(f"Δ{cell.delta:+.3f}{mark}")
+    if cell.failed:
+        out.append(f"{FAILED}{cell.failed}")
+    return " ".join(out)
+
+
+def _extra_headers(lb: Leaderboard) -> list[str]:
+    heads = ["avg rank", "Borda"]
+    for group in lb.groups:
+        suffix = f" {_key(group)}" if len(lb.groups) > 1 else ""
+        heads.append(f"AUBC{suffix}")
+        if lb.baseline:
+            heads.append(f"→target{suffix}")
+    return heads
+
+
+def _extra_values(lb: Leaderboard, rk: tuple[str, ...]) -> list[str]:
+    vals = [fmt(lb.avg_rank[rk], 2), f"{lb.borda[rk]:g}"]
+    for group in lb.groups:
+        eff = lb.efficiency.get((rk, group))
+        vals.append(fmt(eff.aubc if eff else None))
+        if lb.baseline:
+            reach = eff.labels_to_target if eff else None
+            vals.append(str(reach) if reach is not None else "–")
+    return vals
+
+
+def _matrix(lb: Leaderboard, bold: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
+    head = ["/".join(lb.row_fields), *(_key(ck) for ck in lb.cols), *_extra_headers(lb)]
+    body = []
+    for rk in lb.rows:
+        name = "/".join(rk) + (" (baseline)" if rk == lb.baseline else "")
+        body.append(
+            [name, *(cell_text(lb.cell(rk, ck), bold) for ck in lb.cols), *_extra_values(lb, rk)]
+        )
+    return head, body
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]
+
+
+def to_markdown(boards: list[Leaderboard], failed_limit: int = 10) -> str:
+    out: list[str] = []
+    for lb in boards:
+        head, body = _matrix(lb, ("**", "**"))
+        out += [f"### {title(lb)}", "", *_md_table(head, body), "", legend(lb), ""]
+        pareto = [p for p in lb.costs if p.pareto]
+        if pareto and len(lb.costs) > 1:
+            out += [f"Label cost vs {lb.metric}, Pareto set (cheapest first):", ""]
+            out += _md_table(
+                ["/".join(lb.row_fields), "/".join(lb.col_fields), "label cost", lb.metric],
+                [["/".join(p.row), _key(p.col), f"{p.cost:g}", fmt(p.mean)] for p in pareto],
+            )
+            out.append("")
+        if lb.failed_runs:
+            out.append(f"Failed runs ({len(lb.failed_runs)}):")
+            out += [f"- {r['path']}: {r['error']}" for r in lb.failed_runs[:failed_limit]]
+            if len(lb.failed_runs) > failed_limit:
+                out.append(f"- ... and {len(lb.failed_runs) - failed_limit} more")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+CSV_COLUMNS = [
+    "table", "row", "col", "metric", "direction", "mean", "std", "n", "seeds", "failed", "flags",
+    "best", "delta_vs_baseline", "p_value", "significance", "avg_rank", "borda", "aubc",
+    "labels_to_target", "label_cost", "pareto",
+]  # fmt: skip
+
+
+def to_csv(boards: list[Leaderboard]) -> str:
+    """Long format: one line per cell, with the row's rank and efficiency repeated."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for lb in boards:
+        scope = " ".join(f"{k}={v}" for k, v in lb.scope.items())
+        costs = {(p.row, p.col): p for p in lb.costs}
+        b = lb.col_fields.index("budget") if "budget" in lb.col_fields else None
+        for rk in lb.rows:
+            for ck in lb.cols:
+                cell = lb.cell(rk, ck)
+                flags = [
+                    f
+                    for f, on in (
+                        ("missing", cell.missing),
+                        ("short", cell.short),
+                        ("failed", cell.failed),
+                    )
+                    if on
+                ]
+                eff = lb.efficiency.get((rk, ck[:b] + ck[b + 1 :])) if b is not None else None
+                cost = costs.get((rk, ck))
+                writer.writerow([
+                    scope, "/".join(rk), _key(ck), lb.metric, lb.direction,
+                    _num(cell.mean), _num(cell.std), cell.n, " ".join(map(str, sorted(cell.values))),
+                    cell.failed, " ".join(flags), int(cell.best), _num(cell.delta), _num(cell.p_value),
+                    cell.significance, _num(lb.avg_rank[rk]), f"{lb.borda[rk]:g}",
+                    _num(eff.aubc if eff else None), eff.labels_to_target if eff and eff.labels_to_target is not None else "",
+                    _num(cost.cost if cost else None), int(cost.pareto) if cost else "",
+                ])  # fmt: skip
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
+def _tex_escape(text: str) -> str:
+    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+    return "".join(table.get(c, c) for c in text)
+
+
+def to_tex(boards: list[Leaderboard]) -> str:
+    """booktabs tables; best cells in bold; needs \\usepackage{booktabs} (and amssymb for ▲▼)."""
+    out = []
+    for lb in boards:
+        head, body = _matrix(lb, ("\x00", "\x01"))  # placeholders survive escaping
+        fix = lambda s: (  # noqa: E731
+            _tex_escape(s).replace("\x00", r"\textbf{").replace("\x01", "}").replace("±", r"$\pm$")
+            .replace(BETTER, r"$\blacktriangle$").replace(WORSE, r"$\blacktriangledown$")
+            .replace("Δ", r"$\Delta$").replace(SHORT, r"$^\dagger$").replace(FAILED, r"$\times$")
+            .replace("→", r"$\rightarrow$").replace("–", "--")
+        )  # fmt: skip
+        out += [
+            f"% {title(lb)}",
+            r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
+            r"\toprule",
+            " & ".join(fix(h) for h in head) + r" \\",
+            r"\midrule",
+            *(" & ".join(fix(c) for c in row) + r" \\" for row in body),
+            r"\bottomrule",
+            r"\end{tabular}",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def to_json(boards: list[Leaderboard]) -> str:
+    def cell(c: Cell) -> dict:
+        return {"mean": c.mean, "std": c.std, "n": c.n, "values": {str(s): v for s, v in sorted(c.values.items())},
+                "failed": c.failed, "short": c.short, "missing": c.missing, "best": c.best, "delta": c.delta,
+                "p_value": c.p_value, "n_pairs": c.n_pairs, "significance": c.significance}  # fmt: skip
+
+    data = []
+    for lb in boards:
+        data.append({
+            "scope": lb.scope, "metric": lb.metric, "direction": lb.direction,
+            "row_fields": list(lb.row_fields), "col_fields": list(lb.col_fields),
+            "baseline": "/".join(lb.baseline) if lb.baseline else None,
+            "rows": [
+                {"row": "/".join(rk), "avg_rank": lb.avg_rank[rk], "borda": lb.borda[rk],
+                 "cells": {_key(ck): cell(lb.cell(rk, ck)) for ck in lb.cols},
+                 "efficiency": {_key(g): {"aubc": e.aubc, "target": e.target, "labels_to_target": e.labels_to_target,
+                                          "curve": [{"labels": x, "mean": m, "std": s, "n": n} for x, m, s, n in e.curve]}
+                                for g in lb.groups if (e := lb.efficiency.get((rk, g)))}}
+                for rk in lb.rows
+            ],
+            "costs": [{"row": "/".join(p.row), "col": _key(p.col), "cost": p.cost, "mean": p.mean, "pareto": p.pareto}
+                      for p in lb.costs],
+            "failed_runs": [{"path": r["path"], "run_key": r["run_key"], "error": r["error"]} for r in lb.failed_runs],
+        })  # fmt: skip
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def html_tables(boards: list[Leaderboard]) -> str:
+    """The leaderboards as HTML <table>s; every string from a record is escaped."""
+    esc = html.escape
+    out = []
+    for lb in boards:
+        head, body = _matrix(lb, ("\x00", "\x01"))
+        fix = lambda s: esc(s).replace("\x00", "<b>").replace("\x01", "</b>")  # noqa: E731
+        out.append(f'<section class="board"><h3>{esc(title(lb))}</h3>')
+        out.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr></thead><tbody>"
+        )
+        for row in body:
+            out.append(
+                "<tr>"
+                + f"<th>{esc(row[0])}</th>"
+                + "".join(f"<td>{fix(c)}</td>" for c in row[1:])
+                + "</tr>"
+            )
+        out.append(f'</tbody></table><p class="legend">{esc(legend(lb))}</p></section>')
+    return "\n".join(out)
+
+
+def to_html(boards: list[Leaderboard]) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>labelbench leaderboard</title>"
+        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+        f"</head><body>{html_tables(boards)}</body></html>\n"
+    )
+
+
+RENDERERS = {"md": to_markdown, "csv": to_csv, "tex": to_tex, "json": to_json, "html": to_html}

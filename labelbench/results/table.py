@@ -1,0 +1,170 @@
+"""The record store as rows: one compact dict per readable record, with a cache.
+
+Parsing every record on every call does not scale to 100k runs, so the fields that
+aggregation needs are cached in `<results_dir>/.cache/records.json`, keyed by each file's
+name, mtime and size; only new or changed files are parsed again. Unreadable files (corrupt,
+truncated, another schema version) are never averaged in: they are returned as problems,
+with the reason, so callers can report them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from labelbench.results.record import SCHEMA_VERSION, RecordError, RunRecord
+
+CACHE_VERSION = 1
+CHOICES = ("dataset", "regime", "budget", "strategy", "model")
+# Parse in worker processes when at least this many files are new or changed (a cold cache
+# over a large store); below it, process start-up costs more than it saves.
+PARALLEL_MIN_FILES = 4000
+
+
+def row_from_record(record: RunRecord, path: str) -> dict[str, Any]:
+    """The compact row aggregation works on (no config, no indices)."""
+    labels = record.labels
+    return {
+        "path": path,
+        "run_key": record.run_key,
+        "status": record.status,
+        **{k: str(record.choices.get(k, "?")) for k in CHOICES},
+        "budget_label": str(labels.get("budget", record.choices.get("budget", "?"))),
+        "budget_size": int(labels.get("budget_size", labels.get("count", 0))),
+        "labels": int(labels.get("count", 0)),
+        "cost": labels.get("cost"),
+        "seed": int(record.seed),
+        "metrics": record.metrics,
+        "directions": record.directions,
+        "curve": record.curve,
+        "error": f"{record.error['type']}: {record.error['message']}" if record.error else None,
+    }
+
+
+@dataclass
+class RecordRows:
+    """Readable records as rows, plus the files that could not be used and why."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def schema_versions(self) -> Counter[str]:
+        return Counter(
+            reason.split(";")[0]
+            for _, reason in self.problems
+            if reason.startswith("schema_version=")
+        )
+
+    def problem_summary(self, show: int = 3) -> str | None:
+        """'skipped N unreadable record(s): first paths ...', or None if all were readable."""
+        if not self.problems:
+            return None
+        first = "; ".join(f"{p} ({why})" for p, why in self.problems[:show])
+        more = f" and {len(self.problems) - show} more" if len(self.problems) > show else ""
+        return f"skipped {len(self.problems)} unreadable record(s): {first}{more}"
+
+
+def _parse(path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(row, None) for a usable record, else (None, why not)."""
+    try:
+        with open(path, "rb") as f:
+            data = orjson.loads(f.read())
+    except (OSError, orjson.JSONDecodeError) as e:
+        return None, f"not JSON ({type(e).__name__})"
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        return (
+            None,
+            f"schema_version={data.get('schema_version')!r}; this labelbench reads {SCHEMA_VERSION}",
+        )
+    try:
+        return row_from_record(RunRecord.from_dict(data), path), None
+    except (RecordError, TypeError, ValueError, KeyError, AttributeError) as e:
+        return None, str(e) or type(e).__name__
+
+
+def _parse_many(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]:
+    return [_parse(p) for p in paths]
+
+
+def _parse_all(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]:
+    workers = min(os.cpu_count() or 1, 8)
+    if len(paths) < PARALLEL_MIN_FILES or workers < 2:
+        return _parse_many(paths)
+    chunk = -(-len(paths) // (workers * 4))
+    pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [item for part in pool.map(_parse_many, pieces) for item in part]
+
+
+def _read_cache(path: str) -> dict[str, list]:
+    try:
+        with open(path, "rb") as f:
+            data = orjson.loads(f.read())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    ok = (
+        isinstance(data, dict)
+        and data.get("version") == CACHE_VERSION
+        and data.get("schema") == SCHEMA_VERSION
+    )
+    return data.get("entries", {}) if ok else {}
+
+
+def _write_cache(path: str, entries: dict[str, list]) -> None:
+    """Best effort: a read-only results folder just means no cache."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".records.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(
+                orjson.dumps(
+                    {"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "entries": entries}
+                )
+            )
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def load_rows(results_dir: str | os.PathLike, use_cache: bool = True) -> RecordRows:
+    """All records under `<results_dir>/runs/` as rows, in file-name order."""
+    runs = os.path.join(results_dir, "runs")
+    cache_path = os.path.join(results_dir, ".cache", "records.json")
+    try:
+        with os.scandir(runs) as it:
+            files = sorted(
+                (e.name, e.stat()) for e in it if e.name.endswith(".json") and e.is_file()
+            )
+    except FileNotFoundError:
+        return RecordRows()
+    cached = _read_cache(cache_path) if use_cache else {}
+    entries: dict[str, list] = {}
+    stale: list[str] = []
+    for name, st in files:
+        stamp = [st.st_mtime_ns, st.st_size]
+        hit = cached.get(name)
+        entries[name] = hit if hit is not None and hit[:2] == stamp else stamp
+        if len(entries[name]) == 2:
+            stale.append(name)
+    for name, (row, problem) in zip(
+        stale, _parse_all([os.path.join(runs, n) for n in stale]), strict=True
+    ):
+        entries[name] = [*entries[name], row, problem]
+
+    out = RecordRows()
+    for name, (_, _, row, problem) in entries.items():
+        path = os.path.join(runs, name)
+        if row is not None:
+            row["path"] = path  # the folder may have moved since it was cached
+            out.rows.append(row)
+        else:
+            out.problems.append((path, problem))
+    if use_cache and (stale or len(cached) != len(entries)):
+        _write_cache(cache_path, entries)
+    return out
