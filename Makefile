@@ -20,16 +20,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install labelbench with CPU torch
 
-demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 seeds) and print the table
+demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 seeds), print its leaderboard, write the dashboard
 	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=total budget.total=20,50,100
 	$(BIN)/labelbench-run -m experiment=demo paths.results_dir=$(RESULTS) budget=full
 	$(BIN)/labelbench leaderboard $(RESULTS) --filter dataset=digits regime=clean
+	$(BIN)/labelbench dashboard $(RESULTS) --filter dataset=digits regime=clean --out $(RESULTS)/dashboard.html
 
 test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
 	$(BIN)/pytest -q
 
-bench: $(STAMP) ## fit overhead of the Lightning loop against a plain PyTorch loop
+bench: $(STAMP) ## fit overhead against a plain PyTorch loop; the aggregator on 100k records
 	$(BIN)/python scripts/bench_fit_overhead.py
+	$(BIN)/python scripts/bench_aggregate.py
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check labelbench tests scripts

@@ -280,3 +280,13 @@ def test_cli_imports_no_torch(store):
         capture_output=True, text=True,
     )  # fmt: skip
     assert helped.returncode == 0, helped.stderr
+
+
+def test_same_seed_twice_is_flagged_not_averaged(store):
+    dup = record("supervised", "20", 0, 0.99)
+    dup.run_key = "zz-another-config-same-seed"
+    RecordStore(store).write(dup)
+    (lb,) = boards_of(store)
+    cell = lb.cell(("supervised",), ("clean", "20"))
+    assert cell.duplicates == 1 and cell.values[0] == TABLE[("supervised", "20")][0]
+    assert "‡1" in to_markdown([lb]) and "configs differ" in to_markdown([lb])

@@ -60,6 +60,7 @@ class Cell:
 
     values: dict[int, float] = field(default_factory=dict)  # seed -> metric, ok runs
     failed: int = 0
+    duplicates: int = 0  # further ok runs with a seed already in the cell (not averaged)
     short: bool = False  # fewer seeds than the row's fullest cell
     best: bool = False
     delta: float | None = None  # mean paired difference to the baseline (this - baseline)
@@ -127,8 +128,10 @@ class Leaderboard:
         return self.cells.get((row, col)) or Cell()
 
 
-def _value(row: dict[str, Any], name: str) -> str:
-    return row["budget_label"] if name == "budget" else row[name]
+def _getter(fields: Sequence[str]):
+    """row -> tuple of the fields' values ('budget' reads the budget's table label)."""
+    keys = tuple("budget_label" if f == "budget" else f for f in fields)
+    return lambda row: tuple(row[k] for k in keys)
 
 
 def matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
@@ -171,18 +174,18 @@ def build_leaderboards(
         raise LeaderboardError(
             f"--rows {','.join(row_fields)} and --cols {','.join(col_fields)} must be non-empty and disjoint"
         )
-    rows = [r for r in rows if matches(r, filters or {})]
-    known = {m for r in rows for m in r["metrics"]}
-    if rows and metric not in known and any(r["status"] == "ok" for r in rows):
-        raise LeaderboardError(
-            f"metric={metric} is in no record; metrics: {', '.join(sorted(known))}"
-        )
+    if filters:
+        rows = [r for r in rows if matches(r, filters)]
+    if not any(metric in r["metrics"] for r in rows) and any(r["status"] == "ok" for r in rows):
+        known = sorted({m for r in rows for m in r["metrics"]})
+        raise LeaderboardError(f"metric={metric} is in no record; metrics: {', '.join(known)}")
     direction = direction_of(rows, metric)
     scope_fields = tuple(f for f in FIELDS if f not in row_fields and f not in col_fields)
 
-    by_scope: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    scope_of, row_of, col_of = _getter(scope_fields), _getter(row_fields), _getter(col_fields)
+    by_scope: dict[tuple[str, ...], list[tuple]] = defaultdict(list)
     for r in rows:
-        by_scope[tuple(_value(r, f) for f in scope_fields)].append(r)
+        by_scope[scope_of(r)].append((row_of(r), col_of(r), r))
     baseline_key = tuple(baseline.split("/")) if baseline else None
     return [
         _one_table(
@@ -204,17 +207,23 @@ def _one_table(
     scope, rows, metric, direction, row_fields, col_fields, baseline, target_drop, alpha
 ) -> Leaderboard:
     cells: dict[tuple, Cell] = defaultdict(Cell)
+    costs: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     size_of: dict[str, int] = {}
     failed_runs = []
-    for r in rows:
-        key = (tuple(_value(r, f) for f in row_fields), tuple(_value(r, f) for f in col_fields))
+    for rk, ck, r in rows:
         size_of.setdefault(r["budget_label"], r["budget_size"])
-        cell = cells[key]
+        cell = cells[(rk, ck)]
         if r["status"] != "ok":
             cell.failed += 1
             failed_runs.append(r)
         elif metric in r["metrics"]:
-            cell.values[r["seed"]] = float(r["metrics"][metric])
+            value = float(r["metrics"][metric])
+            if r["seed"] in cell.values:
+                cell.duplicates += 1  # same seed again: configs differ beyond the fields shown
+            else:
+                cell.values[r["seed"]] = value
+            if r.get("cost") is not None:
+                costs[(rk, ck)].append((float(r["cost"]), value))
 
     def col_order(col: tuple[str, ...]):
         return tuple(
@@ -279,7 +288,7 @@ def _one_table(
         borda={rk: borda[rk] for rk in row_keys},
         efficiency=efficiency,
         groups=groups,
-        costs=_costs(rows, row_fields, col_fields, metric, direction),
+        costs=_pareto(costs, direction),
         failed_runs=failed_runs,
     )
 
@@ -340,17 +349,12 @@ def _efficiency(cells, row_keys, col_keys, col_fields, size_of, baseline, direct
     return groups, out
 
 
-def _costs(rows, row_fields, col_fields, metric, direction) -> list[CostPoint]:
-    """Mean label cost and metric per cell, with the Pareto set (no other point is at least
-    as cheap and at least as good, and better in one)."""
-    acc: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
-    for r in rows:
-        if r["status"] == "ok" and r.get("cost") is not None and metric in r["metrics"]:
-            key = (tuple(_value(r, f) for f in row_fields), tuple(_value(r, f) for f in col_fields))
-            acc[key].append((float(r["cost"]), float(r["metrics"][metric])))
+def _pareto(costs: dict[tuple, list[tuple[float, float]]], direction: str) -> list[CostPoint]:
+    """Mean label cost and metric per cell, with the Pareto set marked: no other point is at
+    least as cheap and at least as good, and strictly better in one."""
     points = [
         CostPoint(rk, ck, statistics.fmean(c for c, _ in v), statistics.fmean(m for _, m in v))
-        for (rk, ck), v in sorted(acc.items())
+        for (rk, ck), v in sorted(costs.items())
     ]
     sign = 1 if direction == "max" else -1
     for p in points:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from labelbench.results.leaderboard import Cell, Leaderboard, fmt
 
 FORMATS = ("md", "csv", "tex", "json", "html")
-BETTER, WORSE, SHORT, FAILED = "▲", "▼", "†", "✗"
+BETTER, WORSE, SHORT, FAILED, DUPLICATE = "▲", "▼", "†", "✗", "‡"
 
 
 def _key(parts: Sequence[str]) -> str:
@@ -36,6 +36,11 @@ def legend(lb: Leaderboard) -> str:
         f"{FAILED}k: k failed runs",
         "missing: no run",
     ]
+    if any(c.duplicates for c in lb.cells.values()):
+        parts.append(
+            f"{DUPLICATE}k: k more runs of a seed already counted (their configs differ beyond"
+            " the table's fields; --filter them apart)"
+        )
     if lb.groups:
         parts.append("AUBC: area under the budget curve / budget range")
         if lb.baseline:
@@ -59,6 +64,8 @@ def cell_text(cell: Cell, bold: tuple[str, str] = ("**", "**")) -> str:
             out.append(f"Δ{cell.delta:+.3f}{mark}")
     if cell.failed:
         out.append(f"{FAILED}{cell.failed}")
+    if cell.duplicates:
+        out.append(f"{DUPLICATE}{cell.duplicates}")
     return " ".join(out)
 
 
@@ -147,6 +154,7 @@ def to_csv(boards: list[Leaderboard]) -> str:
                         ("missing", cell.missing),
                         ("short", cell.short),
                         ("failed", cell.failed),
+                        ("duplicate", cell.duplicates),
                     )
                     if on
                 ]
@@ -201,7 +209,7 @@ def to_tex(boards: list[Leaderboard]) -> str:
 def to_json(boards: list[Leaderboard]) -> str:
     def cell(c: Cell) -> dict:
         return {"mean": c.mean, "std": c.std, "n": c.n, "values": {str(s): v for s, v in sorted(c.values.items())},
-                "failed": c.failed, "short": c.short, "missing": c.missing, "best": c.best, "delta": c.delta,
+                "failed": c.failed, "duplicates": c.duplicates, "short": c.short, "missing": c.missing, "best": c.best, "delta": c.delta,
                 "p_value": c.p_value, "n_pairs": c.n_pairs, "significance": c.significance}  # fmt: skip
 
     data = []

@@ -9,10 +9,13 @@ with the reason, so callers can report them.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,7 @@ import orjson
 
 from labelbench.results.record import SCHEMA_VERSION, RecordError, RunRecord
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 # Parse in worker processes when at least this many files are new or changed (a cold cache
 # over a large store); below it, process start-up costs more than it saves.
@@ -89,7 +92,8 @@ def _parse(path: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _parse_many(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]:
-    return [_parse(p) for p in paths]
+    with _no_gc():
+        return [_parse(p) for p in paths]
 
 
 def _parse_all(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]:
@@ -102,18 +106,61 @@ def _parse_all(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None
         return [item for part in pool.map(_parse_many, pieces) for item in part]
 
 
+# The cache stores each row as a flat array (fast to parse): these fields in this order,
+# then an index into the table of distinct `directions`, then one value per metric name.
+_ROW_FIELDS = ("run_key", "status", *CHOICES, "budget_label", "budget_size", "labels", "cost",
+               "seed", "error", "curve")  # fmt: skip
+
+
+def _encode(entries: dict[str, list]) -> dict[str, Any]:
+    metrics = sorted({m for e in entries.values() if e[2] for m in e[2]["metrics"]})
+    directions: dict[str, int] = {}
+    out = []
+    for name, (mtime, size, row, problem) in entries.items():
+        packed = None
+        if row is not None:
+            d = orjson.dumps(row["directions"], option=orjson.OPT_SORT_KEYS).decode()
+            m = row["metrics"]
+            packed = [*(row[k] for k in _ROW_FIELDS), directions.setdefault(d, len(directions)),
+                      *(m.get(k) for k in metrics)]  # fmt: skip
+        out.append([name, mtime, size, packed, problem])
+    table = [orjson.loads(d) for d in directions]
+    return {"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "metrics": metrics,
+            "directions": table, "entries": out}  # fmt: skip
+
+
+def _decode(data: dict[str, Any]) -> dict[str, list]:
+    metrics, table, n = data["metrics"], data["directions"], len(_ROW_FIELDS)
+    entries = {}
+    for name, mtime, size, packed, problem in data["entries"]:
+        row = None
+        if packed is not None:
+            row = dict(zip(_ROW_FIELDS, packed, strict=False))
+            row["directions"] = table[packed[n]]
+            row["metrics"] = {
+                k: v for k, v in zip(metrics, packed[n + 1 :], strict=True) if v is not None
+            }
+        entries[name] = [mtime, size, row, problem]
+    return entries
+
+
 def _read_cache(path: str) -> dict[str, list]:
     try:
         with open(path, "rb") as f:
             data = orjson.loads(f.read())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    ok = (
-        isinstance(data, dict)
-        and data.get("version") == CACHE_VERSION
-        and data.get("schema") == SCHEMA_VERSION
-    )
-    return data.get("entries", {}) if ok else {}
+        if data.get("version") != CACHE_VERSION or data.get("schema") != SCHEMA_VERSION:
+            return {}
+        return _decode(data)
+    except (
+        OSError,
+        orjson.JSONDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ):
+        return {}  # no cache, or one from another version: parse the records instead
 
 
 def _write_cache(path: str, entries: dict[str, list]) -> None:
@@ -122,31 +169,44 @@ def _write_cache(path: str, entries: dict[str, list]) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".records.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(
-                orjson.dumps(
-                    {"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "entries": entries}
-                )
-            )
+            f.write(orjson.dumps(_encode(entries)))
         os.replace(tmp, path)
     except OSError:
         pass
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Bulk-building 100k small dicts (which hold no cycles) triggers the cyclic collector
+    hundreds of times for nothing; pause it meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_rows(results_dir: str | os.PathLike, use_cache: bool = True) -> RecordRows:
     """All records under `<results_dir>/runs/` as rows, in file-name order."""
+    with _no_gc():
+        return _load_rows(results_dir, use_cache)
+
+
+def _load_rows(results_dir: str | os.PathLike, use_cache: bool) -> RecordRows:
     runs = os.path.join(results_dir, "runs")
     cache_path = os.path.join(results_dir, ".cache", "records.json")
     try:
         with os.scandir(runs) as it:
-            files = sorted(
-                (e.name, e.stat()) for e in it if e.name.endswith(".json") and e.is_file()
-            )
+            found = {e.name: e.stat() for e in it if e.name.endswith(".json") and e.is_file()}
     except FileNotFoundError:
         return RecordRows()
     cached = _read_cache(cache_path) if use_cache else {}
     entries: dict[str, list] = {}
     stale: list[str] = []
-    for name, st in files:
+    for name in sorted(found):
+        st = found[name]
         stamp = [st.st_mtime_ns, st.st_size]
         hit = cached.get(name)
         entries[name] = hit if hit is not None and hit[:2] == stamp else stamp
