@@ -102,7 +102,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     from labelbench.results.dashboard import render_dashboard
 
     loaded, boards = load_boards(args)
-    write_output(render_dashboard(loaded, boards), args.out)
+    write_output(render_dashboard(loaded, boards, filters=_filters(args.filter)), args.out)
 
 
 def _add_board_options(p: argparse.ArgumentParser) -> None:

@@ -130,7 +130,11 @@ def main() -> None:
         runs.mkdir(parents=True)
         # Same bytes as RecordStore.write, without its per-file fsync: this is set-up, not the
         # thing being measured.
-        t, _ = timed(lambda: [(runs / f"{r.run_key}.json").write_text(r.to_json()) for r in make_records(args.n)])
+        t, _ = timed(
+            lambda: [
+                (runs / f"{r.run_key}.json").write_text(r.to_json()) for r in make_records(args.n)
+            ]
+        )
         print(
             f"generated {args.n} records in {t:.1f} s ({sum(f.stat().st_size for f in runs.iterdir()) / 1e6:.0f} MB)"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -130,8 +131,11 @@ class Leaderboard:
 
 def _getter(fields: Sequence[str]):
     """row -> tuple of the fields' values ('budget' reads the budget's table label)."""
-    keys = tuple("budget_label" if f == "budget" else f for f in fields)
-    return lambda row: tuple(row[k] for k in keys)
+    keys = ["budget_label" if f == "budget" else f for f in fields]
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda row: (row[key],)
+    return operator.itemgetter(*keys) if keys else lambda row: ()
 
 
 def matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
