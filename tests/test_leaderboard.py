@@ -290,3 +290,24 @@ def test_same_seed_twice_is_flagged_not_averaged(store):
     cell = lb.cell(("supervised",), ("clean", "20"))
     assert cell.duplicates == 1 and cell.values[0] == TABLE[("supervised", "20")][0]
     assert "‡1" in to_markdown([lb]) and "configs differ" in to_markdown([lb])
+
+
+def test_budget_curve_from_per_round_points(tmp_path):
+    """Runs with a per-round curve (active learning) give the efficiency curve its points."""
+    s = RecordStore(tmp_path)
+    for seed, (a, b, c) in enumerate([(0.5, 0.7, 0.8), (0.6, 0.7, 0.9)]):
+        r = record("uncertainty", "100", seed, c)
+        r.curve = [
+            {"labels": 20, "test/acc": a},
+            {"labels": 60, "test/acc": b},
+            {"labels": 100, "test/acc": c},
+        ]
+        s.write(r)
+    (lb,) = boards_of(tmp_path, baseline=None)
+    eff = lb.efficiency[(("uncertainty",), ("clean",))]
+    assert [(x, round(m, 6), n) for x, m, _, n in eff.curve] == [
+        (20, 0.55, 2),
+        (60, 0.7, 2),
+        (100, 0.85, 2),
+    ]
+    assert eff.aubc == pytest.approx(((40 * (0.55 + 0.7) / 2) + (40 * (0.7 + 0.85) / 2)) / 80)

@@ -114,19 +114,18 @@ _ROW_FIELDS = ("run_key", "status", *CHOICES, "budget_label", "budget_size", "la
 
 def _encode(entries: dict[str, list]) -> dict[str, Any]:
     metrics = sorted({m for e in entries.values() if e[2] for m in e[2]["metrics"]})
-    directions: dict[str, int] = {}
+    directions: dict[tuple, int] = {}
     out = []
     for name, (mtime, size, row, problem) in entries.items():
         packed = None
         if row is not None:
-            d = orjson.dumps(row["directions"], option=orjson.OPT_SORT_KEYS).decode()
+            d = tuple(sorted(row["directions"].items()))
             m = row["metrics"]
             packed = [*(row[k] for k in _ROW_FIELDS), directions.setdefault(d, len(directions)),
                       *(m.get(k) for k in metrics)]  # fmt: skip
         out.append([name, mtime, size, packed, problem])
-    table = [orjson.loads(d) for d in directions]
     return {"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "metrics": metrics,
-            "directions": table, "entries": out}  # fmt: skip
+            "directions": [dict(d) for d in directions], "entries": out}  # fmt: skip
 
 
 def _decode(data: dict[str, Any]) -> dict[str, list]:
