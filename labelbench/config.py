@@ -46,7 +46,7 @@ DENIED_NAME_PART = "load"
 
 # Config keys that say where outputs go or how they are mirrored, never what is computed:
 # they are left out of the run key so moving a results folder does not re-run a sweep.
-NON_IDENTITY_KEYS = ("paths", "logger")
+NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint")
 
 
 class ConfigError(ValueError):
@@ -56,6 +56,12 @@ class ConfigError(ValueError):
 @dataclass
 class PathsConfig:
     results_dir: str = "results"
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 500  # optimizer steps between checkpoints; 0 = never
+    keep: bool = False  # keep a finished run's checkpoint (failed runs always keep theirs)
 
 
 @dataclass
@@ -72,6 +78,7 @@ class RunConfig:
     seed: int = 0
     split_seed: int = 0
     paths: PathsConfig = field(default_factory=PathsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 COMPONENT_GROUPS = ("dataset", "regime", "budget", "strategy", "model", "trainer")
@@ -119,6 +126,11 @@ def check_run_fields(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(
             f"{missing[0]} has no value; set it on the command line ({missing[0]}=...)"
+        )
+    every = cfg.get("checkpoint", {}).get("every_steps", 0)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise ConfigError(
+            f"checkpoint.every_steps={every} must be a non-negative integer (0: no checkpoints)"
         )
     for key in ("seed", "split_seed"):
         value = cfg.get(key)

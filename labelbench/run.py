@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 import traceback
@@ -29,6 +30,7 @@ from labelbench.config import (
 from labelbench.provenance import git_info, host_info, utc_now, versions
 from labelbench.results.record import RunRecord
 from labelbench.results.store import RecordStore
+from labelbench.strategies.base import Checkpointing
 
 log = logging.getLogger("labelbench")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -81,31 +83,29 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Deprecation chatter from Lightning's own internals, not actionable here.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    # Any machine with SLURM installed gets this on every Trainer, job arrays included.
+    warnings.filterwarnings("ignore", message=".*`srun` command is available on your system")
 
 
 def build(cfg: DictConfig, key: str) -> Components:
     """Instantiate every component; raises ConfigError naming the first bad value."""
-    import functools
-
     from hydra.utils import instantiate
+
+    from labelbench.loggers import RunTrainer, build_logger
 
     check_run_fields(cfg)
     parts = {}
     for group in ("dataset", "regime", "budget", "strategy", "model", "trainer"):
         with config_group(group):
             parts[group] = instantiate(cfg[group])
-    logger = False
-    if isinstance(cfg.get("logger"), DictConfig) and "_target_" in cfg.logger:
-        with config_group("logger"):
-            logger = instantiate(cfg.logger, version=key)
+    with config_group("logger"):
+        logger = build_logger(cfg, key)
     from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    from labelbench.strategies.lightning import check_trainer
 
     quiet_lightning()
     with config_group("trainer"):
         try:
-            check_trainer(parts["trainer"](logger=False))  # construct once to validate, cheaply
+            parts["trainer"](logger=False)  # construct once: Lightning validates its settings
         except MisconfigurationException as e:
             settings = " ".join(
                 f"{k}={cfg.trainer.get(k)}" for k in ("accelerator", "devices", "precision")
@@ -117,15 +117,18 @@ def build(cfg: DictConfig, key: str) -> Components:
         budget=parts["budget"],
         strategy=parts["strategy"],
         model=parts["model"],
-        trainer=functools.partial(parts["trainer"], logger=logger),
+        # enable_progress_bar: null (auto) draws a bar on interactive terminals only
+        trainer=RunTrainer(parts["trainer"], logger, cfg.trainer.get("enable_progress_bar")),
     )
 
 
-def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
+def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | None:
     """Train and evaluate one configuration and write its record.
 
     Raises ConfigError (and writes nothing) for bad configuration, including a budget that
-    does not fit the data. Any failure after that is written as a `failed` record."""
+    does not fit the data. Any failure after that is written as a `failed` record. A fit
+    that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
+    evaluates, writes the record and returns it; the other ranks return None."""
     from labelbench.labels.reveal import reveal
 
     t_start = time.perf_counter()
@@ -138,6 +141,9 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
     with config_group("model"):
         parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     timings = {"load_s": time.perf_counter() - t_start}
+    checkpoint = Checkpointing(
+        Path(cfg.paths.results_dir) / "checkpoints" / key, int(cfg.checkpoint.every_steps)
+    )
 
     metrics: dict[str, float] = {}
     error = None
@@ -145,8 +151,12 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
         from labelbench.metrics import classification_metrics
 
         t_fit = time.perf_counter()
-        predictor = parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=cfg.seed)
+        predictor = parts.strategy.fit(
+            pool, task.view(), parts.model, parts.trainer, seed=cfg.seed, checkpoint=checkpoint
+        )
         timings["fit_s"] = time.perf_counter() - t_fit
+        if global_rank() != 0:
+            return None  # DDP: the other processes helped train; rank 0 evaluates and records
         t_eval = time.perf_counter()
         test = task.split.test
         metrics = classification_metrics(
@@ -160,6 +170,8 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
     except ConfigError:
         raise
     except Exception as e:
+        if global_rank() != 0:
+            raise
         log.error("run %s failed:\n%s", key, traceback.format_exc())
         error = {"type": type(e).__name__, "message": str(e)}
         metrics = {}
@@ -186,7 +198,19 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord:
         created=utc_now(),
     )
     RecordStore(cfg.paths.results_dir).write(record)
+    from labelbench.loggers import mirror_record
+
+    mirror_record(parts.trainer.logger, record)  # W&B/TensorBoard/CSV copies of the record
+    if record.status == "ok" and not cfg.checkpoint.keep:
+        shutil.rmtree(checkpoint.dir, ignore_errors=True)  # a failed run keeps it to resume from
     return record
+
+
+def global_rank() -> int:
+    """This process's rank under DDP (0 without it), as Lightning sets it."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))
 
 
 def describe(choices: dict[str, str], cfg: DictConfig) -> str:
@@ -196,7 +220,8 @@ def describe(choices: dict[str, str], cfg: DictConfig) -> str:
 
 def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     """Run unless an `ok` record of the same run key exists. Returns the outcome:
-    'ok', 'failed', 'skipped' or 'invalid' (bad configuration: one line on stderr, no record)."""
+    'ok', 'failed', 'skipped', 'invalid' (bad configuration: one line on stderr, no record)
+    or 'helper' (a DDP process other than rank 0)."""
     try:
         check_run_fields(cfg)
         key = run_key(cfg)
@@ -213,6 +238,8 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     except ConfigError as e:
         print(f"labelbench-run: error: {e}", file=sys.stderr)
         return "invalid"
+    if record is None:
+        return "helper"  # a DDP process other than rank 0: rank 0 reports the run
     budget = f"{names['budget']}:{record.labels['budget']}"
     summary = (
         f"test/acc={record.metrics['test/acc']:.4f}"
@@ -231,7 +258,7 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     return record.status
 
 
-EXIT_CODES = {"ok": 0, "skipped": 0, "failed": 1, "invalid": 2}
+EXIT_CODES = {"ok": 0, "skipped": 0, "helper": 0, "failed": 1, "invalid": 2}
 
 
 def _hydra_main(cfg: DictConfig) -> str:

@@ -137,3 +137,12 @@ def test_kill_9_mid_write_leaves_no_partial_record(tmp_path):
     found = list(RecordStore(tmp_path).scan())
     assert len(found) >= 3
     assert all(isinstance(item, RunRecord) for _, item in found), found
+
+
+def write_records(results: str, worker: int) -> None:
+    """One of several concurrent writers (test_resume): its own keys, plus 5 keys that
+    every writer rewrites at the same time."""
+    store = RecordStore(results)
+    for i in range(40):
+        store.write(make_record(key=f"w{worker}-{i}", n_indices=2000))
+        store.write(make_record(key=f"shared-{i % 5}", n_indices=2000))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -15,6 +17,16 @@ from labelbench.labels.pool import LabelPool
 ModelFactory = Callable[..., Any]
 # trainer(**overrides) -> pytorch_lightning.Trainer
 TrainerFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a fit may keep checkpoints, and how often (optimizer steps). The folder is the
+    same for every attempt at the same run (it is keyed by the run key), so a fit that finds
+    a checkpoint there resumes from it."""
+
+    dir: Path
+    every_steps: int
 
 
 @runtime_checkable
@@ -42,4 +54,5 @@ class Strategy(ABC):
         trainer: TrainerFactory,
         *,
         seed: int,
+        checkpoint: Checkpointing | None = None,
     ) -> Predictor: ...

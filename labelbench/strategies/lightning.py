@@ -6,14 +6,20 @@ collation. One Lightning *training step* runs a chunk of `eval_every` optimizer 
 (manual optimization) and validation follows each chunk, so the Trainer's per-step
 machinery (hooks, logging, progress) is paid once per chunk rather than once per
 optimizer step, while the Trainer still owns devices, precision, validation, early
-stopping, callbacks and loggers. Callbacks therefore see one `training_step` per chunk.
+stopping, checkpoints, callbacks and loggers. Callbacks therefore see one
+`training_step` per chunk.
+
+On one device without a gradient scaler each step calls the torch optimizer directly;
+under DDP or 16-bit mixed precision it goes through Lightning (`manual_backward`, which
+syncs gradients across processes and scales the loss, and the LightningOptimizer).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,54 +31,68 @@ from torch import Tensor, nn
 from labelbench.config import ConfigError
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
-from labelbench.strategies.base import ModelFactory, Strategy, TrainerFactory
+from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
 
-# Precisions the chunked loop supports: it calls backward itself, so no gradient scaler.
-SUPPORTED_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true")
-
-
-def check_trainer(trainer: pl.Trainer) -> None:
-    """Refuse trainer settings the chunked loop cannot honour, before any training."""
-    if str(trainer.precision) not in SUPPORTED_PRECISIONS:
-        raise ConfigError(
-            f"precision={trainer.precision} is not supported; allowed: {', '.join(SUPPORTED_PRECISIONS)}"
-        )
-    if trainer.world_size != 1:
-        raise ConfigError(
-            f"devices={trainer.num_devices} x num_nodes={trainer.num_nodes} asks for"
-            f" {trainer.world_size} processes; the training loop runs on exactly one device"
-        )
+# Precisions whose backward needs no gradient scaler: the plain fast path is safe for them.
+SCALER_FREE_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true")
+CHECKPOINT_NAME = "last"
 
 
 class MinibatchStream:
     """Endless seeded minibatches of indices into `n` items: a fresh permutation every pass,
     cut into `batch_size` pieces (the last one may be smaller), like a shuffling DataLoader
-    but as index tensors already on the training device."""
+    but as index tensors already on the training device.
 
-    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device) -> None:
+    Under DDP every process draws the same permutation and keeps its share of each batch
+    (`rank::world_size`), so the processes together see each global batch once."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if n < 1:
             raise ValueError("cannot draw minibatches from an empty set")
         self.n, self.batch_size, self.device = n, batch_size, device
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
-        self._batches: Iterator[Tensor] = iter(())
+        self._pending: deque[Tensor] = deque()
 
     def __iter__(self) -> MinibatchStream:
         return self
 
     def __next__(self) -> Tensor:
-        batch = next(self._batches, None)
-        if batch is None:
+        if not self._pending:
             perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-            self._batches = iter(perm.split(self.batch_size))
-            batch = next(self._batches)
+            self._pending.extend(perm.split(self.batch_size))
+        batch = self._pending.popleft()
+        if self.world_size > 1 and len(batch) >= self.world_size:
+            batch = batch[self.rank :: self.world_size]
         return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Enough to continue with exactly the batches an uninterrupted run would draw."""
+        return {
+            "generator": self.generator.get_state(),
+            "pending": [b.cpu() for b in self._pending],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._pending = deque(b.to(self.device) for b in state["pending"])
 
 
 class LabelModule(pl.LightningModule):
     """Base LightningModule: chunked manual optimization over in-memory tensors.
 
     Subclasses implement `training_loss()`, drawing their batches from `next_labeled()`
-    (and, for semi-supervised methods, from their own streams)."""
+    (and, for semi-supervised methods, from further streams they add in `make_streams`).
+    Its checkpoints carry the step count, every stream's position and the torch RNG, so a
+    resumed fit continues exactly where the interrupted one stopped."""
 
     def __init__(
         self,
@@ -93,19 +113,49 @@ class LabelModule(pl.LightningModule):
         self.max_steps, self.eval_every, self.batch_size = max_steps, eval_every, batch_size
         self.seed, self.monitor = seed, monitor
         self.steps_done = 0
+        self.resumed_from = 0
+        self.streams: dict[str, MinibatchStream] = {}
+        self._restored: dict[str, Any] | None = None
         self.automatic_optimization = False
 
     # -- data ------------------------------------------------------------------------
+    def make_streams(self) -> dict[str, MinibatchStream]:
+        """The minibatch streams this module draws from (subclasses add theirs)."""
+        return {"labeled": self.stream(len(self.data["train_y"]), self.batch_size, self.seed)}
+
+    def stream(self, n: int, batch_size: int, seed: int) -> MinibatchStream:
+        return MinibatchStream(
+            n, batch_size, seed, self.device, self.global_rank, self.trainer.world_size
+        )
+
     def on_fit_start(self) -> None:
         self.data = {k: v.to(self.device) for k, v in self.data.items()}
-        self.labeled = MinibatchStream(
-            len(self.data["train_y"]), self.batch_size, self.seed, self.device
-        )
+        self.streams = self.make_streams()
+        self.labeled = self.streams["labeled"]
+        if self._restored is not None:  # resuming: put every stream and the RNG back
+            for name, state in self._restored["streams"].items():
+                self.streams[name].load_state_dict(state)
+            torch.set_rng_state(self._restored["torch_rng"])
+            self.steps_done = self.resumed_from = self._restored["steps_done"]
+            self._restored = None
+        precision = str(self.trainer.precision)
+        self._plain = self.trainer.world_size == 1 and precision in SCALER_FREE_PRECISIONS
 
     def next_labeled(self) -> tuple[Tensor, Tensor]:
         """The next labeled minibatch: inputs and observed labels."""
         pick = next(self.labeled)
         return self.data["x"][self.data["train_idx"][pick]], self.data["train_y"][pick]
+
+    # -- checkpoints -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["labelbench"] = {
+            "steps_done": self.steps_done,
+            "streams": {name: s.state_dict() for name, s in self.streams.items()},
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored = checkpoint.get("labelbench")  # applied in on_fit_start, once streams exist
 
     # -- training --------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -120,14 +170,22 @@ class LabelModule(pl.LightningModule):
 
     def training_step(self, chunk: Any, chunk_idx: int) -> None:
         n = min(self.eval_every, self.max_steps - self.steps_done)
-        optimizer = self.optimizers().optimizer  # the raw torch optimizer: no per-step hooks
+        lightning_optimizer = self.optimizers()
+        optimizer = lightning_optimizer.optimizer
         total = torch.zeros((), device=self.device)
         for _ in range(n):
             loss = self.training_loss()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if self._plain:  # the raw torch optimizer: no per-step hooks
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            else:  # DDP gradient sync or loss scaling: Lightning's path
+                lightning_optimizer.zero_grad()
+                self.manual_backward(loss)
+                lightning_optimizer.step()
             total += loss.detach()
+        if self._plain:
+            self._count_optimizer_steps(n)
         self.steps_done += n
         mean = total / max(n, 1)
         if not torch.isfinite(mean):
@@ -139,6 +197,15 @@ class LabelModule(pl.LightningModule):
         for logger in self.loggers:
             logger.log_metrics({"train/loss": mean.item()}, step=self.steps_done)
 
+    def _count_optimizer_steps(self, n: int) -> None:
+        """The raw optimizer bypasses LightningOptimizer.step, which is what advances
+        `trainer.global_step` in manual optimization; advance it here, so checkpoints,
+        loggers and callbacks count optimizer steps on both paths."""
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        for tracker in (progress.total, progress.current):
+            tracker.ready += n
+            tracker.completed += n
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = self.data["x"][self.data["val_idx"]], self.data["val_y"]
         logits = self.net(x)
@@ -147,15 +214,22 @@ class LabelModule(pl.LightningModule):
             "val/loss": F.cross_entropy(logits, y),
         }
         # Only the monitored score goes through self.log (callbacks read it from there);
-        # loggers get every score directly, against optimizer steps.
-        self.log(self.monitor, scores[self.monitor], batch_size=len(y), logger=False)
+        # loggers get every score directly, against optimizer steps. Under DDP every
+        # process scores the whole validation split, so the values already agree.
+        self.log(
+            self.monitor,
+            scores[self.monitor],
+            batch_size=len(y),
+            logger=False,
+            sync_dist=self.trainer.world_size > 1,
+        )
         for logger in self.loggers:
             logger.log_metrics({k: v.item() for k, v in scores.items()}, step=self.steps_done)
 
 
 class RestoreBest(pl.Callback):
-    """Keeps the weights of the best validation score (in memory) and puts them back when
-    fitting ends: model selection on the validation split only."""
+    """Keeps the weights of the best validation score (in memory, and in checkpoints) and
+    puts them back when fitting ends: model selection on the validation split only."""
 
     def __init__(self, monitor: str, mode: str) -> None:
         self.monitor, self.mode = monitor, mode
@@ -178,6 +252,16 @@ class RestoreBest(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, module: LabelModule) -> None:
         if self.state is not None:
             module.net.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_step, self.state = (
+            state_dict["best"],
+            state_dict["best_step"],
+            state_dict["state"],
+        )
 
 
 class NetPredictor:
@@ -254,7 +338,14 @@ class LightningStrategy(Strategy):
         return {k: torch.tensor(v) for k, v in arrays.items()}  # copies: the arrays are read-only
 
     def fit(
-        self, pool, task, model: ModelFactory, trainer: TrainerFactory, *, seed: int
+        self,
+        pool,
+        task,
+        model: ModelFactory,
+        trainer: TrainerFactory,
+        *,
+        seed: int,
+        checkpoint: Checkpointing | None = None,
     ) -> NetPredictor:
         if len(pool) == 0:
             raise ValueError("no labeled items to train on")
@@ -285,19 +376,53 @@ class LightningStrategy(Strategy):
                         check_on_train_epoch_end=False,
                     )
                 )
+        resume = None
+        checkpointing = checkpoint is not None and checkpoint.every_steps > 0
+        if checkpointing:
+            # Epochs are chunks of eval_every steps: save after every k-th chunk's validation.
+            callbacks.append(
+                pl.callbacks.ModelCheckpoint(
+                    dirpath=checkpoint.dir,
+                    filename=CHECKPOINT_NAME,
+                    every_n_epochs=max(1, round(checkpoint.every_steps / self.eval_every)),
+                    save_on_train_epoch_end=True,
+                    enable_version_counter=False,
+                )
+            )
+            resume = usable_checkpoint(checkpoint.dir / f"{CHECKPOINT_NAME}.ckpt")
         fitter = trainer(
             max_epochs=math.ceil(self.max_steps / self.eval_every),
             callbacks=callbacks,
             limit_val_batches=1.0 if has_val else 0,
+            enable_checkpointing=checkpointing,
         )
-        check_trainer(fitter)
         # One "batch" per epoch: the chunk of optimizer steps runs inside training_step.
-        fitter.fit(module, train_dataloaders=[0], val_dataloaders=[0] if has_val else None)
+        fitter.fit(
+            module,
+            train_dataloaders=[0],
+            val_dataloaders=[0] if has_val else None,
+            ckpt_path=str(resume) if resume else None,
+        )
         info = {
             "steps": float(module.steps_done),
             "stopped_early": float(module.steps_done < self.max_steps),
+            "resumed_from_step": float(module.resumed_from),
         }
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
         return NetPredictor(module.net, info)
+
+
+def usable_checkpoint(path) -> Any:
+    """`path` if it holds a checkpoint torch can read, else None. A process killed while
+    Lightning was writing can leave a truncated file: that one is deleted, and the fit
+    starts over rather than failing on every relaunch."""
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
+    return path

@@ -36,7 +36,8 @@ class LogReg(Strategy):
             raise ConfigError(f"max_iter={max_iter} must be a positive integer")
         self.C, self.max_iter = C, max_iter
 
-    def fit(self, pool, task, model, trainer, *, seed: int) -> LogRegPredictor:
+    def fit(self, pool, task, model, trainer, *, seed: int, checkpoint=None) -> LogRegPredictor:
+        # One quick scikit-learn fit: nothing worth checkpointing.
         from sklearn.linear_model import LogisticRegression
 
         if len(pool) == 0:
