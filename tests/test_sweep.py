@@ -81,3 +81,21 @@ def test_single_run_with_readme_command(tmp_path):
     board = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
     assert board.returncode == 0, board.stderr
     assert "supervised (baseline)" in board.stdout and "clean 4/class" in board.stdout
+
+
+def test_job_count_and_progress_line():
+    from collections import Counter
+
+    from omegaconf import OmegaConf
+
+    from labelbench.sweep import SweepSummary, count_jobs
+
+    config = OmegaConf.create(
+        {"hydra": {"overrides": {"task": ["seed=0,1,2", "budget.total=20,50", "logger=none"]},
+                   "sweeper": {"params": {"strategy": "supervised,logreg", "seed": "0,1"}}}}
+    )  # fmt: skip
+    assert count_jobs(config) == 3 * 2 * 2  # the command line's seed list wins over params
+    summary = SweepSummary()
+    summary.total, summary.started = 12, __import__("time").time() - 30
+    line = summary.progress_line(Counter(ok=2, skipped=1))
+    assert line.startswith("sweep: 3/12 done (ok 2, failed 0, skipped 1, invalid 0), ETA 1m")
