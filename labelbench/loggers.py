@@ -130,7 +130,8 @@ def _wandb_logger(cfg: DictConfig, key: str) -> Any:
     from hydra.utils import instantiate
 
     node = cfg.logger
-    check_wandb_project(node.get("project"))
+    if node.get("project") is not None:  # null: WANDB_PROJECT, else Lightning's default
+        check_wandb_project(node.project)
     if node.get("save_dir"):  # wandb looks for a git repository there before creating it
         Path(str(node.save_dir)).mkdir(parents=True, exist_ok=True)
     hydra_choices = runtime_choices()

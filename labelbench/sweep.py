@@ -81,6 +81,13 @@ class SweepSummary(Callback):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # joblib and submitit pickle the callbacks into every job: leave the watcher behind.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_stop", "_watcher")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _stop=threading.Event(), _watcher=None)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.started = time.time()
