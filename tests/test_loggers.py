@@ -8,6 +8,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,19 @@ def wandb_records(path: Path):
             yield record
 
 
-def read_wandb_run(run_dir: Path) -> dict:
-    """Run id, name, group, tags, config, summary and exit code, replayed as W&B would."""
+def read_wandb_run(run_dir: Path, timeout: float = 20.0) -> dict:
+    """Run id, name, group, tags, config, summary and exit code, replayed as W&B would.
+    W&B's service process writes the file asynchronously: on a loaded machine the last
+    records can land a moment after `finish()` returns, so wait for the exit record."""
+    deadline = time.time() + timeout
+    while True:
+        got = _replay_wandb_run(run_dir)
+        if ("id" in got and got["exit_code"] is not None) or time.time() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def _replay_wandb_run(run_dir: Path) -> dict:
     (path,) = run_dir.glob("run-*.wandb")
     out: dict = {"summary": {}, "config": {}, "exit_code": None}
     for record in wandb_records(path):
