@@ -1,0 +1,105 @@
+"""A real SLURM sweep: `labelbench-run -m launcher=slurm` submits a job array through submitit
+to a running cluster (the one-node cluster of scripts/slurm/up.sh here; .ci/run starts it).
+
+Skipped, with the reason, only where there is no SLURM to talk to: no `sbatch` on PATH, or
+no controller answering. SLURM_CONF comes from the environment, else from up.sh's default
+folder ($LABELBENCH_SLURM_DIR, default /tmp/labelbench-slurm) when that holds a slurm.conf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from labelbench.launchers import controller_problem
+from labelbench.results.table import load_rows
+
+pytestmark = pytest.mark.slurm
+
+UP_SH_CONF = Path(os.environ.get("LABELBENCH_SLURM_DIR", "/tmp/labelbench-slurm")) / "slurm.conf"
+START = 'start one with: eval "$(scripts/slurm/up.sh)"'
+
+
+@pytest.fixture
+def slurm(monkeypatch) -> str:
+    """The SLURM_CONF of a cluster that answers and has a usable node; else skip, saying why."""
+    if shutil.which("sbatch") is None:
+        pytest.skip(f"SLURM is not available: no sbatch on PATH (install slurm-client; {START})")
+    if not os.environ.get("SLURM_CONF") and UP_SH_CONF.is_file():
+        monkeypatch.setenv("SLURM_CONF", str(UP_SH_CONF))
+    conf = os.environ.get("SLURM_CONF", "unset")
+    problem = controller_problem(timeout=30)
+    if problem:
+        pytest.skip(f"SLURM is not up: {problem} (SLURM_CONF={conf}; {START})")
+    sinfo = subprocess.run(
+        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60, check=False
+    )
+    states = set(sinfo.stdout.split())
+    if sinfo.returncode != 0 or not states & {"idle", "mix", "alloc", "comp"}:
+        why = (sinfo.stderr.strip().splitlines() or ["no node that can run jobs"])[-1]
+        pytest.skip(f"SLURM is not up: sinfo: {why} (node states: {sorted(states)}; {START})")
+    return conf
+
+
+def test_sweep_through_submitit_lands_four_ok_records(slurm, tmp_path):
+    results = tmp_path / "results"  # the same machine: slurmd's jobs write here directly
+    proc = run_cli(
+        "labelbench-run",
+        "-m",
+        "launcher=slurm",
+        "dataset=synthetic",
+        "dataset.n_samples=300",
+        "strategy=logreg",
+        "seed=0,1",
+        "budget.total=20,40",
+        "logger=none",
+        f"paths.results_dir={results}",
+        cwd=tmp_path,
+        timeout=300,  # without sacct (local cluster) a job that dies unseen is waited for
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Submitit 'slurm' sweep output dir" in out
+    assert "sweep: 4 runs: ok 4, failed 0, skipped 0" in out  # counted from the jobs' outcomes
+
+    rows = load_rows(results, use_cache=False)
+    assert not rows.problems
+    assert sorted((r["status"], r["seed"], r["labels"]) for r in rows.rows) == [
+        ("ok", 0, 20),
+        ("ok", 0, 40),
+        ("ok", 1, 20),
+        ("ok", 1, 40),
+    ]
+    board = run_cli("labelbench", "leaderboard", str(results), "--format", "json", cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    (table,) = json.loads(board.stdout)
+    assert {name: cell["n"] for name, cell in table["rows"][0]["cells"].items()} == {
+        "clean 20": 2,
+        "clean 40": 2,
+    }
+
+    # Each record says which SLURM job ran it: one array of four tasks.
+    hosts = [json.loads(p.read_text())["host"] for p in (results / "runs").glob("*.json")]
+    assert all(h.get("slurm_job_id") for h in hosts), hosts
+    assert len({h["slurm_job_id"] for h in hosts}) == 4
+    assert len({h["slurm_array_job_id"] for h in hosts}) == 1
+    assert sorted(h["slurm_array_task_id"] for h in hosts) == ["0", "1", "2", "3"]
+
+    # submitit's folder lives under the results dir; the sbatch script carries the setup lines
+    # and the time limit; each task's pickle carries the timeout requeue budget.
+    array_id = hosts[0]["slurm_array_job_id"]
+    submitit = results / "hydra" / "sweep" / ".submitit"
+    script = next((submitit / array_id).glob("*.sh")).read_text()
+    assert "export OMP_NUM_THREADS=1" in script and "#SBATCH --array=0-3%4" in script
+    assert "#SBATCH --time=60" in script and "#SBATCH --signal=USR2@120" in script
+    with (submitit / f"{array_id}_0" / f"{array_id}_0_submitted.pkl").open("rb") as f:
+        submitted = pickle.load(f)
+    assert submitted._timeout_countdown == 3  # hydra.launcher.max_num_timeout
+    assert submitted._timeout_min == 60
