@@ -122,10 +122,9 @@ def test_unknown_launcher_option_is_refused_by_name(launcher, schema, tmp_path):
     assert not results.exists()
 
 
-def test_slurm_without_sbatch_stops_before_submitting(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(BIN))  # the venv's bin: Python, no SLURM
-    results = tmp_path / "results"
-    proc = run_cli(
+def slurm_sweep(tmp_path, results):
+    """A 2-job sweep with launcher=slurm, through the real command line."""
+    return run_cli(
         "labelbench-run",
         "-m",
         "launcher=slurm",
@@ -134,6 +133,12 @@ def test_slurm_without_sbatch_stops_before_submitting(tmp_path, monkeypatch):
         f"paths.results_dir={results}",
         cwd=tmp_path,
     )
+
+
+def test_slurm_without_sbatch_stops_before_submitting(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(BIN))  # the venv's bin: Python, no SLURM
+    results = tmp_path / "results"
+    proc = slurm_sweep(tmp_path, results)
     assert proc.returncode == 2
     assert only_error_line(proc) == (
         "labelbench-run: error: launcher=slurm needs SLURM's sbatch on PATH (not found; run on "
@@ -158,15 +163,7 @@ def test_slurm_with_no_controller_stops_before_submitting(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", f"{fake}:{BIN}")
     monkeypatch.setenv("SLURM_CONF", "/nowhere/slurm.conf")
     results = tmp_path / "results"
-    proc = run_cli(
-        "labelbench-run",
-        "-m",
-        "launcher=slurm",
-        *FAST,
-        "seed=0,1",
-        f"paths.results_dir={results}",
-        cwd=tmp_path,
-    )
+    proc = slurm_sweep(tmp_path, results)
     assert proc.returncode == 2
     assert only_error_line(proc) == (
         "labelbench-run: error: launcher=slurm: no SLURM controller answers (Slurmctld(primary) "
