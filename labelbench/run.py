@@ -265,15 +265,11 @@ def _hydra_main(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from labelbench.sweep import write_outcome
-
     hydra_cfg = HydraConfig.get()
     outcome = execute(cfg, dict(hydra_cfg.runtime.choices))
-    if outcome != "helper":
-        write_outcome(hydra_cfg.runtime.output_dir, outcome)
     if hydra_cfg.mode == RunMode.RUN and EXIT_CODES[outcome]:
         sys.exit(EXIT_CODES[outcome])
-    return outcome  # in a sweep, SweepSummary tallies the outcome files and sets the exit code
+    return outcome  # in a sweep, SweepSummary records it, tallies and sets the exit code
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ with an ETA, then the summary, and sets the exit code.
 
 Outcome files rather than in-process counters, because only the basic launcher runs jobs
 in the submitting process: joblib workers and SLURM jobs report through the file system.
+The callback travels into every job (the launchers pickle it), carrying the sweep's id,
+so a job's file says which sweep it belongs to even when sweeps share a folder.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -28,13 +32,13 @@ OUTCOME_FILE = "labelbench-outcome.json"
 KINDS = ("ok", "failed", "skipped", "invalid")
 
 
-def write_outcome(output_dir: str | os.PathLike, outcome: str) -> None:
+def write_outcome(output_dir: str | os.PathLike, outcome: str, sweep_id: str) -> None:
     """Leave this job's outcome next to its Hydra files (atomically)."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".outcome.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump({"outcome": outcome, "finished": time.time()}, f)
+        json.dump({"outcome": outcome, "sweep": sweep_id, "finished": time.time()}, f)
     os.replace(tmp, folder / OUTCOME_FILE)
 
 
@@ -76,6 +80,7 @@ class SweepSummary(Callback):
     def __init__(self, poll_s: float = 2.0) -> None:
         self.poll_s = poll_s
         self.sweep_dir: Path | None = None
+        self.sweep_id: str | None = None
         self.started = 0.0
         self.total: int | None = None
         self._stop = threading.Event()
@@ -90,23 +95,34 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.sweep_id = uuid.uuid4().hex
         self.started = time.time()
         self.total = count_jobs(config)
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="labelbench-sweep", daemon=True)
         self._watcher.start()
 
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """In the job's process: record its outcome for the submitting process to count."""
+        if self.sweep_id is None:  # a single run, or a DDP helper process
+            return
+        ok = job_return.status == JobStatus.COMPLETED
+        outcome = job_return.return_value if ok else "crashed"
+        if outcome != "helper":
+            write_outcome(config.hydra.runtime.output_dir, outcome, self.sweep_id)
+
     def tally(self) -> Counter[str]:
-        """Outcomes written by this sweep's jobs (files newer than its start)."""
+        """Outcomes written by this sweep's jobs."""
         counts: Counter[str] = Counter()
         if self.sweep_dir is None or not self.sweep_dir.is_dir():
             return counts
         for path in self.sweep_dir.rglob(OUTCOME_FILE):
             try:
-                if path.stat().st_mtime >= self.started - 1:
-                    counts[json.loads(path.read_text())["outcome"]] += 1
-            except (OSError, ValueError, KeyError):
+                found = json.loads(path.read_text())
+            except (OSError, ValueError):
                 continue
+            if isinstance(found, dict) and found.get("sweep") == self.sweep_id:
+                counts[found.get("outcome", "crashed")] += 1
         return counts
 
     def progress_line(self, counts: Counter[str]) -> str:
@@ -136,6 +152,8 @@ class SweepSummary(Callback):
         kinds = ", ".join(f"{k} {counts[k]}" for k in KINDS[:3]) + (
             f", invalid {counts['invalid']}" if counts["invalid"] else ""
         )
+        if counts["crashed"]:
+            kinds += f", crashed {counts['crashed']}"
         if missing > 0:
             kinds += f", no outcome {missing} (crashed or killed)"
         log.info(
@@ -144,5 +162,5 @@ class SweepSummary(Callback):
             kinds,
             _duration(time.time() - self.started),
         )
-        if counts["failed"] or counts["invalid"] or missing > 0:
+        if counts["failed"] or counts["invalid"] or counts["crashed"] or missing > 0:
             sys.exit(1)
