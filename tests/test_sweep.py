@@ -41,6 +41,13 @@ def test_sweep_then_relaunch_skips(tmp_path):
     assert "sweep: 4 runs: ok 0, failed 0, skipped 4" in out
     assert records(results) == got  # nothing rewritten
 
+    # Another sweep into the same folder counts its own jobs only.
+    other = run_cli(
+        *[a for a in args if not a.startswith("budget.total")], "budget.total=30", cwd=tmp_path
+    )
+    assert other.returncode == 0, other.stderr
+    assert "sweep: 2 runs: ok 2, failed 0, skipped 0" in other.stdout + other.stderr
+
 
 def test_one_bad_job_does_not_lose_the_others(tmp_path):
     results = tmp_path / "results"
