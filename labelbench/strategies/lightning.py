@@ -267,14 +267,22 @@ class RestoreBest(pl.Callback):
 class NetPredictor:
     """Predicts with a trained network, in eval mode and without gradients."""
 
-    def __init__(self, net: nn.Module, fit_info: dict[str, float], batch_size: int = 4096) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        in_shape: tuple[int, ...],
+        fit_info: dict[str, float],
+        batch_size: int = 4096,
+    ) -> None:
         self.net = net.eval()
+        self.in_shape = tuple(in_shape)  # rows of x are reshaped to what the network takes
         self.fit_info = fit_info
         self.batch_size = batch_size
 
     @torch.no_grad()
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         device = next(self.net.parameters()).device
+        x = np.asarray(x).reshape(len(x), *self.in_shape)
         out = [
             torch.softmax(
                 self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float(), 1
@@ -411,7 +419,7 @@ class LightningStrategy(Strategy):
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
-        return NetPredictor(module.net, info)
+        return NetPredictor(module.net, tuple(task.input_shape), info)
 
 
 def usable_checkpoint(path) -> Any:
