@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -45,16 +43,9 @@ def write_output(text: str, out: str | None) -> None:
     path = Path(out)
     if path.is_dir():
         raise CLIError(f"--out {out} is a folder; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from labelbench.results.atomic import atomic_write
+
+    atomic_write(path, text)
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +25,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from labelbench.results.atomic import atomic_write
+
 log = logging.getLogger("labelbench")
 
 OUTCOME_FILE = "labelbench-outcome.json"
@@ -34,12 +35,8 @@ KINDS = ("ok", "failed", "skipped", "invalid")
 
 def write_outcome(output_dir: str | os.PathLike, outcome: str, sweep_id: str) -> None:
     """Leave this job's outcome next to its Hydra files (atomically)."""
-    folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".outcome.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"outcome": outcome, "sweep": sweep_id, "finished": time.time()}, f)
-    os.replace(tmp, folder / OUTCOME_FILE)
+    record = {"outcome": outcome, "sweep": sweep_id, "finished": time.time()}
+    atomic_write(Path(output_dir) / OUTCOME_FILE, json.dumps(record))
 
 
 def count_jobs(config: DictConfig) -> int | None:

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from labelbench.results.atomic import atomic_write
 from labelbench.results.record import RecordError, RunRecord
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class RecordStore:
@@ -42,20 +36,7 @@ class RecordStore:
         target. A crash at any point leaves either the old file or the new one, never a
         partial record."""
         text = record.to_json()  # serialise first: a bad record never touches the disk
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        target = self.path(record.run_key)
-        fd, tmp = tempfile.mkstemp(dir=self.runs_dir, prefix=f".{record.run_key}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; records are shared reading
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write(self.path(record.run_key), text, fsync=True)
 
     def scan(self) -> Iterator[tuple[Path, RunRecord | RecordError]]:
         """Every record file with its record, or the error that made it unreadable."""

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import gc
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from labelbench.results.atomic import atomic_write
 from labelbench.results.record import SCHEMA_VERSION, RecordError, RunRecord
 
 CACHE_VERSION = 2
@@ -164,14 +164,8 @@ def _read_cache(path: str) -> dict[str, list]:
 
 def _write_cache(path: str, entries: dict[str, list]) -> None:
     """Best effort: a read-only results folder just means no cache."""
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".records.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(_encode(entries)))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    with suppress(OSError):
+        atomic_write(path, orjson.dumps(_encode(entries)))
 
 
 @contextmanager
