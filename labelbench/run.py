@@ -72,7 +72,8 @@ class Components:
     budget: Any
     strategy: Any
     model: Any  # partial: model(in_shape=..., num_classes=...)
-    trainer: Any  # partial: trainer(**overrides), logger bound
+    trainer: Any  # trainer(**overrides) -> Trainer, logger and progress bar bound
+    logger: Any  # the run's Lightning logger, or False
 
 
 def quiet_lightning() -> None:
@@ -119,6 +120,7 @@ def build(cfg: DictConfig, key: str) -> Components:
         model=parts["model"],
         # enable_progress_bar: null (auto) draws a bar on interactive terminals only
         trainer=RunTrainer(parts["trainer"], logger, cfg.trainer.get("enable_progress_bar")),
+        logger=logger,
     )
 
 
@@ -200,7 +202,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     RecordStore(cfg.paths.results_dir).write(record)
     from labelbench.loggers import mirror_record
 
-    mirror_record(parts.trainer.logger, record)  # W&B/TensorBoard/CSV copies of the record
+    mirror_record(parts.logger, record)  # W&B/TensorBoard/CSV copies of the record
     if record.status == "ok" and not cfg.checkpoint.keep:
         shutil.rmtree(checkpoint.dir, ignore_errors=True)  # a failed run keeps it to resume from
     return record
