@@ -142,6 +142,8 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         pool, accounting = reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
     with config_group("model"):
         parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
+    with config_group("strategy"):
+        parts.strategy.check(pool, task.view())
     timings = {"load_s": time.perf_counter() - t_start}
     checkpoint = Checkpointing(
         Path(cfg.paths.results_dir) / "checkpoints" / key, int(cfg.checkpoint.every_steps)

@@ -17,6 +17,9 @@ class Source:
 
     name = "source"
     modality = "vector"
+    # Whether mirroring an input left-right keeps its class. Augmentations flip only where a
+    # source says so: a mirrored digit is another symbol (or none).
+    flip_invariant = False
 
     @property
     def origin(self) -> str:
@@ -55,6 +58,7 @@ class Source:
             modality=self.modality,
             input_shape=input_shape,
             split=split,
+            flip_invariant=self.flip_invariant,
         )
 
 

@@ -59,6 +59,7 @@ class TaskView:
     input_shape: tuple[int, ...]
     pool: np.ndarray
     val: np.ndarray
+    flip_invariant: bool = False  # mirroring an input left-right keeps its class
 
     @property
     def num_classes(self) -> int:
@@ -79,6 +80,7 @@ class TaskData:
     modality: str
     input_shape: tuple[int, ...]
     split: Split
+    flip_invariant: bool = False  # mirroring an input left-right keeps its class (not digits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "x", _frozen(self.x))
@@ -102,4 +104,5 @@ class TaskData:
             input_shape=self.input_shape,
             pool=self.split.pool,
             val=self.split.val,
+            flip_invariant=self.flip_invariant,
         )

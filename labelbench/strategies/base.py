@@ -45,6 +45,10 @@ class Strategy(ABC):
     """A learning method. Gets observed labels only (LabelPool) and a label-free view of the
     task; validation labels are the only ones it may select models with."""
 
+    def check(self, pool: LabelPool, task: TaskView) -> None:  # noqa: B027 (optional hook)
+        """Refuse settings that cannot work with these labels (a kNN `k` larger than the
+        labeled set ...) by raising ConfigError. Called before any training starts."""
+
     @abstractmethod
     def fit(
         self,
