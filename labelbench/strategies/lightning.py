@@ -36,6 +36,7 @@ from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, Tr
 # Precisions whose backward needs no gradient scaler: the plain fast path is safe for them.
 SCALER_FREE_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true")
 CHECKPOINT_NAME = "last"
+AUGMENT_SEED_OFFSET = 0xA06
 
 
 class MinibatchStream:
@@ -90,9 +91,16 @@ class LabelModule(pl.LightningModule):
     """Base LightningModule: chunked manual optimization over in-memory tensors.
 
     Subclasses implement `training_loss()`, drawing their batches from `next_labeled()`
-    (and, for semi-supervised methods, from further streams they add in `make_streams`).
-    Its checkpoints carry the step count, every stream's position and the torch RNG, so a
-    resumed fit continues exactly where the interrupted one stopped."""
+    (and, for semi-supervised methods, from further streams they add in `make_streams`),
+    and may act after every optimizer step in `after_step()` (an EMA teacher ...). Random
+    augmentations draw from `self.generator`. `eval_net` is the network that is validated
+    and predicts (the student by default). Checkpoints carry the step count, every stream's
+    position, the augmentation generator and the torch RNG, so a resumed fit continues
+    exactly where the interrupted one stopped.
+
+    `data` holds x (all inputs), train_idx and train_y (targets: class ids, or one row of
+    class probabilities per item for soft targets), val_idx, val_y, and whatever else a
+    subclass draws from (unlabeled_idx ...)."""
 
     def __init__(
         self,
@@ -109,12 +117,14 @@ class LabelModule(pl.LightningModule):
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
-        self.data = data  # x (all inputs), train_idx, train_y, val_idx, val_y
+        self.data = data
         self.max_steps, self.eval_every, self.batch_size = max_steps, eval_every, batch_size
         self.seed, self.monitor = seed, monitor
         self.steps_done = 0
         self.resumed_from = 0
         self.streams: dict[str, MinibatchStream] = {}
+        # Augmentations draw from their own stream, apart from dropout's torch RNG.
+        self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
         self._restored: dict[str, Any] | None = None
         self.automatic_optimization = False
 
@@ -136,6 +146,7 @@ class LabelModule(pl.LightningModule):
             for name, state in self._restored["streams"].items():
                 self.streams[name].load_state_dict(state)
             torch.set_rng_state(self._restored["torch_rng"])
+            self.generator.set_state(self._restored["generator"])
             self.steps_done = self.resumed_from = self._restored["steps_done"]
             self._restored = None
         precision = str(self.trainer.precision)
@@ -152,6 +163,7 @@ class LabelModule(pl.LightningModule):
             "steps_done": self.steps_done,
             "streams": {name: s.state_dict() for name, s in self.streams.items()},
             "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -164,9 +176,17 @@ class LabelModule(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network that is validated, kept at its best and used for predictions."""
+        return self.net
+
     def training_loss(self) -> Tensor:
         """Loss of one optimizer step; draws its own batch."""
         raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (nothing by default)."""
 
     def training_step(self, chunk: Any, chunk_idx: int) -> None:
         n = min(self.eval_every, self.max_steps - self.steps_done)
@@ -183,10 +203,11 @@ class LabelModule(pl.LightningModule):
                 lightning_optimizer.zero_grad()
                 self.manual_backward(loss)
                 lightning_optimizer.step()
+            self.steps_done += 1  # ramps and schedules in training_loss read it
+            self.after_step()
             total += loss.detach()
         if self._plain:
             self._count_optimizer_steps(n)
-        self.steps_done += n
         mean = total / max(n, 1)
         if not torch.isfinite(mean):
             raise FloatingPointError(
@@ -208,7 +229,7 @@ class LabelModule(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = self.data["x"][self.data["val_idx"]], self.data["val_y"]
-        logits = self.net(x)
+        logits = self.eval_net(x)
         scores = {
             "val/acc": (logits.argmax(1) == y).float().mean(),
             "val/loss": F.cross_entropy(logits, y),
@@ -247,11 +268,11 @@ class RestoreBest(pl.Callback):
         )
         if better:
             self.best, self.best_step = value, module.steps_done
-            self.state = copy.deepcopy(module.net.state_dict())
+            self.state = copy.deepcopy(module.eval_net.state_dict())
 
     def on_fit_end(self, trainer: pl.Trainer, module: LabelModule) -> None:
         if self.state is not None:
-            module.net.load_state_dict(self.state)
+            module.eval_net.load_state_dict(self.state)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "state": self.state}
@@ -357,12 +378,28 @@ class LightningStrategy(Strategy):
     ) -> NetPredictor:
         if len(pool) == 0:
             raise ValueError("no labeled items to train on")
+        return self.train(
+            self.tensors(pool, task), task, model, trainer, seed=seed, checkpoint=checkpoint
+        )
+
+    def train(
+        self,
+        data: dict[str, Tensor],
+        task: TaskView,
+        model: ModelFactory,
+        trainer: TrainerFactory,
+        *,
+        seed: int,
+        checkpoint: Checkpointing | None = None,
+    ) -> NetPredictor:
+        """Train a fresh network on `data` (see LabelModule) with the shared loop: early
+        stopping and best weights on validation, checkpoints under `checkpoint`."""
         pl.seed_everything(seed, workers=False, verbose=False)
         net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
         module = self.module_class(
             net,
             self.optimizer,
-            self.tensors(pool, task),
+            data,
             max_steps=self.max_steps,
             eval_every=self.eval_every,
             batch_size=self.batch_size,
@@ -370,7 +407,7 @@ class LightningStrategy(Strategy):
             monitor=self.monitor,
             **self.module_kwargs(),
         )
-        has_val = len(pool.val_indices) > 0
+        has_val = len(data["val_idx"]) > 0
         callbacks: list[pl.Callback] = []
         best = RestoreBest(self.monitor, self.mode)
         if has_val:
@@ -419,7 +456,7 @@ class LightningStrategy(Strategy):
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
-        return NetPredictor(module.net, tuple(task.input_shape), info)
+        return NetPredictor(module.eval_net, tuple(task.input_shape), info)
 
 
 def usable_checkpoint(path) -> Any:

@@ -7,23 +7,7 @@ import numpy as np
 
 from labelbench.config import ConfigError
 from labelbench.strategies.base import Strategy
-
-
-class LogRegPredictor:
-    """Maps the classifier's columns (classes it saw) onto all classes of the task."""
-
-    def __init__(self, clf, num_classes: int, seen: np.ndarray, fit_info: dict[str, float]) -> None:
-        self.clf, self.num_classes, self.seen = clf, num_classes, seen
-        self.fit_info = fit_info
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x).reshape(len(x), -1)
-        proba = np.zeros((len(x), self.num_classes))
-        if len(self.seen) == 1:  # a single observed class: nothing to discriminate
-            proba[:, self.seen[0]] = 1.0
-        else:
-            proba[:, self.seen] = self.clf.predict_proba(x)
-        return proba
+from labelbench.strategies.classical import ClassifierPredictor, flat
 
 
 class LogReg(Strategy):
@@ -36,15 +20,15 @@ class LogReg(Strategy):
             raise ConfigError(f"max_iter={max_iter} must be a positive integer")
         self.C, self.max_iter = C, max_iter
 
-    def fit(self, pool, task, model, trainer, *, seed: int, checkpoint=None) -> LogRegPredictor:
+    def fit(self, pool, task, model, trainer, *, seed: int, checkpoint=None) -> ClassifierPredictor:
         # One quick scikit-learn fit: nothing worth checkpointing.
         from sklearn.linear_model import LogisticRegression
 
         if len(pool) == 0:
             raise ValueError("no labeled items to train on")
-        x = task.x[pool.indices].reshape(len(pool), -1)
+        x = flat(task.x[pool.indices])
         seen = np.unique(pool.labels)
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed)
         if len(seen) > 1:
             clf.fit(x, pool.labels)
-        return LogRegPredictor(clf, task.num_classes, seen, {"classes_seen": float(len(seen))})
+        return ClassifierPredictor(clf, task.num_classes, seen, {"classes_seen": float(len(seen))})

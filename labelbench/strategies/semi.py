@@ -1,0 +1,204 @@
+"""The shared base of semi-supervised strategies: labeled and unlabeled minibatches drawn
+together from memory, weak and strong augmented views, and the checks every such method
+shares (thresholds, ratios, ramps).
+
+The unlabeled set is the unrevealed pool, plus the revealed items when `include_labeled`
+is on (as USB does): with the full budget there is then still something to be consistent
+on. The labeled stream draws `batch_size` items per step and the unlabeled stream
+`mu * batch_size`, each from its own seeded, checkpointed stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from labelbench.config import ConfigError
+from labelbench.data.task import TaskView
+from labelbench.labels.pool import LabelPool
+from labelbench.strategies.augment import Augment, Identity
+from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
+
+UNLABELED_SEED_OFFSET = 0x5E41
+
+
+def check_threshold(name: str, value: float) -> float:
+    """A confidence threshold in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(f"{name}={value} is outside (0, 1]")
+    return float(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{name}={value} must be a non-negative number")
+    return float(value)
+
+
+def check_steps(name: str, value: int) -> int:
+    """A count of optimizer steps, 0 allowed."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name}={value} must be a non-negative integer (optimizer steps)")
+    return value
+
+
+def confidence_mask(confidence: Tensor, threshold: float | Tensor) -> Tensor:
+    """1.0 where a pseudo-label's confidence reaches `threshold` (a number, or one per
+    row), else 0.0."""
+    return (confidence >= threshold).to(confidence.dtype)
+
+
+def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy of each row against its pseudo-label, kept where mask is 1, averaged
+    over all rows (masked rows count as zero, as in FixMatch)."""
+    return (F.cross_entropy(logits, targets, reduction="none") * mask).mean()
+
+
+def linear_rampup(step: int, length: int) -> float:
+    """0 -> 1 linearly over `length` steps (1 at once when length is 0)."""
+    return 1.0 if length <= 0 else min(1.0, step / length)
+
+
+def sigmoid_rampup(step: int, length: int) -> float:
+    """exp(-5 (1 - t)^2) for t = step / length, the ramp-up of mean teacher (Laine & Aila)."""
+    if length <= 0:
+        return 1.0
+    t = min(1.0, step / length)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+class SemiSupervisedModule(LabelModule):
+    """LabelModule with an unlabeled stream and augmented views."""
+
+    def __init__(
+        self,
+        *args: Any,
+        augment: Augment,
+        mu: int,
+        unlabeled_weight: float,
+        num_classes: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.augment, self.mu, self.unlabeled_weight = augment, mu, unlabeled_weight
+        self.num_classes = num_classes
+
+    @property
+    def num_unlabeled(self) -> int:
+        return len(self.data["unlabeled_idx"])
+
+    def make_streams(self) -> dict[str, MinibatchStream]:
+        streams = super().make_streams()
+        if self.num_unlabeled:
+            streams["unlabeled"] = self.stream(
+                self.num_unlabeled, self.mu * self.batch_size, self.seed + UNLABELED_SEED_OFFSET
+            )
+        return streams
+
+    def next_unlabeled(self) -> tuple[Tensor, Tensor] | None:
+        """The next unlabeled minibatch: positions in the unlabeled set and inputs; None
+        when there are no unlabeled items (then the unlabeled loss is left out)."""
+        stream = self.streams.get("unlabeled")
+        if stream is None:
+            return None
+        pick = next(stream)
+        return pick, self.data["x"][self.data["unlabeled_idx"][pick]]
+
+    def weak(self, x: Tensor) -> Tensor:
+        return self.augment.weak(x, self.generator)
+
+    def strong(self, x: Tensor) -> Tensor:
+        return self.augment.strong(x, self.generator)
+
+
+class SemiSupervised(LightningStrategy):
+    """Base of strategies that learn from the revealed items and the unlabeled pool.
+
+    augment: weak/strong views (conf/strategy/augment/). mu: unlabeled items per labeled
+    item in a step. unlabeled_weight: weight of the unlabeled loss. include_labeled: the
+    unlabeled set also holds the revealed items (their labels unused there). Other
+    arguments as LightningStrategy."""
+
+    module_class: type[SemiSupervisedModule] = SemiSupervisedModule
+
+    def __init__(
+        self,
+        *args: Any,
+        augment: Augment | None = None,
+        mu: int = 7,
+        unlabeled_weight: float = 1.0,
+        include_labeled: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(mu, bool) or not isinstance(mu, int) or mu < 1:
+            raise ConfigError(f"mu={mu} must be an integer >= 1 (unlabeled items per labeled one)")
+        self.augment = augment if augment is not None else Identity()
+        self.mu = mu
+        self.unlabeled_weight = check_non_negative("unlabeled_weight", unlabeled_weight)
+        self.include_labeled = bool(include_labeled)
+        self._bound: Augment | None = None  # the augmentation fitted to the task being fit
+        self._num_classes = 0
+
+    def check(self, pool: LabelPool, task: TaskView) -> None:
+        self.augment.bind(task)  # e.g. image augmentations on vectors: refused before training
+
+    def unlabeled_indices(self, pool: LabelPool) -> np.ndarray:
+        """Dataset indices of the unlabeled set."""
+        if self.include_labeled:
+            return np.concatenate([pool.unlabeled, pool.indices])
+        return np.asarray(pool.unlabeled)
+
+    def tensors(self, pool: LabelPool, task: TaskView) -> dict[str, Tensor]:
+        data = super().tensors(pool, task)
+        data["unlabeled_idx"] = torch.tensor(self.unlabeled_indices(pool))
+        return data
+
+    def fit(self, pool, task, model, trainer, *, seed, checkpoint=None):
+        self._bound, self._num_classes = self.augment.bind(task), task.num_classes
+        predictor = super().fit(pool, task, model, trainer, seed=seed, checkpoint=checkpoint)
+        predictor.fit_info["unlabeled"] = float(len(self.unlabeled_indices(pool)))
+        return predictor
+
+    def module_kwargs(self) -> dict[str, Any]:
+        if self._bound is None:
+            raise RuntimeError("module_kwargs() before fit(): the augmentation is not bound")
+        return {
+            "augment": self._bound,
+            "mu": self.mu,
+            "unlabeled_weight": self.unlabeled_weight,
+            "num_classes": self._num_classes,
+        }
+
+
+class SoftTargetModule(LabelModule):
+    """Cross-entropy against a row of class probabilities per training item (`train_y`),
+    weighted per item (`train_w`): the weighted mean over each minibatch. Trains on
+    propagated or pseudo-labels alongside the revealed ones."""
+
+    def training_loss(self) -> Tensor:
+        pick = next(self.labeled)
+        x = self.data["x"][self.data["train_idx"][pick]]
+        loss = F.cross_entropy(self.net(x), self.data["train_y"][pick], reduction="none")
+        weight = self.data["train_w"][pick]
+        return (loss * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def soft_targets(
+    indices: np.ndarray, probs: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """train_idx / train_y / train_w arrays for SoftTargetModule."""
+    return {
+        "train_idx": np.asarray(indices, dtype=np.int64),
+        "train_y": np.asarray(probs, dtype=np.float32),
+        "train_w": np.asarray(weights, dtype=np.float32),
+    }
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]

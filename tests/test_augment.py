@@ -1,0 +1,462 @@
+"""Augmentations: shapes and purity, seeded reproducibility, what each op does to
+hand-made inputs, argument and bind checks, and every conf/strategy/augment option."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from labelbench.config import ConfigError
+from labelbench.data.sources import Digits, Synthetic
+from labelbench.data.task import TaskView
+from labelbench.strategies.augment import (
+    Augment,
+    ByModality,
+    Identity,
+    ImageAugment,
+    VectorAugment,
+)
+
+AUGMENT_DIR = Path(__file__).resolve().parent.parent / "conf" / "strategy" / "augment"
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+# Every op of ImageAugment on, so shape/purity/seed checks cover all of them.
+ALL_ON = dict(weak_shift=1, strong_shift=2, crop_scale=0.5, cutout=3, noise=0.1)
+PLAIN = dict(weak_shift=0, strong_shift=0, crop_scale=1.0, cutout=0, noise=0.0)
+
+
+def task(
+    shape: tuple[int, ...],
+    n: int = 64,
+    *,
+    x: np.ndarray | None = None,
+    modality: str | None = None,
+    flip_invariant: bool = False,
+    name: str = "toy",
+) -> TaskView:
+    """A small TaskView whose rows are flat, as sources store them."""
+    if x is None:
+        x = np.random.default_rng(0).random((n, math.prod(shape)), dtype=np.float32)
+    return TaskView(
+        name=name,
+        x=x,
+        classes=("a", "b"),
+        modality=modality or ("image" if len(shape) == 3 else "vector"),
+        input_shape=shape,
+        pool=np.arange(len(x)),
+        val=np.arange(0),
+        flip_invariant=flip_invariant,
+    )
+
+
+@functools.cache
+def digits() -> TaskView:
+    return Digits().load(0).view()
+
+
+@functools.cache
+def synthetic() -> TaskView:
+    return Synthetic(n_samples=200).load(0).view()
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def bound_for(shape: tuple[int, ...]) -> Augment:
+    if len(shape) == 3:
+        return ImageAugment(**ALL_ON, flip=True).bind(task(shape, flip_invariant=True))
+    return VectorAugment(weak_mask=0.1).bind(task(shape))
+
+
+def batch(shape: tuple[int, ...], n: int = 16, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, *shape, generator=gen(seed))
+
+
+SHAPES = [(1, 8, 8), (3, 9, 7), (20,)]
+
+
+# -- shapes, purity, seeds -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_views_keep_shape_dtype_device_and_leave_input_alone(shape, view, dtype, device):
+    aug = bound_for(shape)
+    x = batch(shape).to(device, dtype)
+    before = x.clone()
+    out = getattr(aug, view)(x, gen())
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+    assert torch.equal(x, before)
+    assert not torch.equal(out, x)  # it did augment
+
+
+@pytest.mark.parametrize(
+    "only",
+    [
+        {"weak_shift": 1},
+        {"strong_shift": 1},
+        {"crop_scale": 0.5},
+        {"cutout": 3},
+        {"noise": 0.1},
+        {"flip": True},
+    ],
+    ids=lambda d: next(iter(d)),
+)
+def test_each_image_op_alone_leaves_the_input_alone(only):
+    aug = ImageAugment(**{**PLAIN, **only}).bind(task((1, 8, 8), flip_invariant=True))
+    x = batch((1, 8, 8))
+    before = x.clone()
+    outs = [aug.weak(x, gen()), aug.strong(x, gen())]
+    assert torch.equal(x, before)
+    assert any(not torch.equal(out, x) for out in outs)  # the op is on
+
+
+@pytest.mark.parametrize("view", ["weak", "strong"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_views_are_reproducible_under_a_seed(shape, view):
+    aug, x = bound_for(shape), batch(shape)
+    draw = getattr(aug, view)
+    assert torch.equal(draw(x, gen(3)), draw(x, gen(3)))
+    assert not torch.equal(draw(x, gen(3)), draw(x, gen(4)))
+    g = gen(3)
+    first, second = draw(x, g), draw(x, g)
+    assert not torch.equal(first, second)  # the generator advanced
+    # ... and resumes exactly from a saved state
+    g, state = gen(5), None
+    draw(x, g)
+    state = g.get_state()
+    expected = draw(x, g)
+    assert torch.equal(draw(x, torch.Generator().set_state(state)), expected)
+
+
+def test_draws_come_only_from_the_generator():
+    aug, x = bound_for((1, 8, 8)), batch((1, 8, 8))
+    torch.manual_seed(0)
+    a = aug.strong(x, gen(2))
+    torch.manual_seed(1)  # the global RNG must not matter
+    assert torch.equal(aug.strong(x, gen(2)), a)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cpu_generator_gives_the_same_views_on_gpu(shape):
+    aug, x = bound_for(shape), batch(shape)
+    for view in ("weak", "strong"):
+        cpu = getattr(aug, view)(x, gen(7))
+        gpu = getattr(aug, view)(x.cuda(), gen(7)).cpu()
+        assert (gpu - cpu).abs().max().item() < 1e-5
+
+
+def test_identity_returns_the_batch():
+    x = batch((1, 8, 8))
+    assert Identity().bind(task((1, 8, 8))).weak(x, gen()) is x
+    assert Identity().strong(x, gen()) is x
+
+
+# -- what the image ops do --------------------------------------------------------------
+
+
+def lit_pixel(n: int, shape: tuple[int, int, int], at: tuple[int, int]) -> torch.Tensor:
+    x = torch.zeros(n, *shape)
+    x[:, :, at[0], at[1]] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_translation_moves_content_by_at_most_shift(view):
+    shift = 2 if view == "weak" else 3
+    settings = {**PLAIN, f"{view}_shift": shift}
+    aug = ImageAugment(**settings, flip=False).bind(task((2, 11, 11)))
+    x = lit_pixel(2000, (2, 11, 11), (5, 5))
+    out = getattr(aug, view)(x, gen())
+    assert torch.equal(out.sum(dim=(1, 2, 3)), torch.full((2000,), 2.0))  # mass kept
+    assert torch.equal(out[:, 0], out[:, 1])  # channels move together
+    flat = out[:, 0].reshape(2000, -1)
+    assert torch.equal(flat.max(dim=1).values, torch.ones(2000))  # not smeared
+    pos = flat.argmax(dim=1)
+    moves = set(zip((pos // 11 - 5).tolist(), (pos % 11 - 5).tolist(), strict=True))
+    everything = {(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)}
+    assert moves == everything  # within the window, and every offset in it is drawn
+
+
+def test_translation_fills_with_zeros_at_the_edge():
+    aug = ImageAugment(**{**PLAIN, "weak_shift": 2}, flip=False).bind(task((1, 8, 8)))
+    out = aug.weak(lit_pixel(4000, (1, 8, 8), (0, 0)), gen())
+    mass = out.sum(dim=(1, 2, 3))
+    assert set(mass.tolist()) == {0.0, 1.0}  # shifted out of view, or kept whole
+    kept = mass == 1
+    pos = out[kept, 0].reshape(int(kept.sum()), -1).argmax(dim=1)
+    assert (pos // 8).max() <= 2 and (pos % 8).max() <= 2
+    # stays in view only for non-negative moves in both axes: 3 x 3 of 5 x 5 offsets
+    assert kept.float().mean().item() == pytest.approx(9 / 25, abs=0.03)
+
+
+def test_cutout_zeroes_a_square_that_may_hang_over_the_edge():
+    aug = ImageAugment(**{**PLAIN, "cutout": 3}, flip=False).bind(task((3, 9, 9)))
+    out = aug.strong(torch.ones(3000, 3, 9, 9), gen())
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    hole = out[:, 0] == 0
+    assert torch.equal(hole[:, None].expand_as(out), out == 0)  # every channel alike
+    rows, cols = hole.any(dim=2), hole.any(dim=1)
+    # the zeros form exactly one axis-aligned rectangle of at most 3 x 3 ...
+    assert torch.equal(hole, rows[:, :, None] & cols[:, None, :])
+    for spans in (rows, cols):
+        first = spans.float().argmax(dim=1)
+        last = 8 - spans.flip(1).float().argmax(dim=1)
+        width = spans.sum(dim=1)
+        assert torch.equal(last - first + 1, width)  # contiguous
+        # ... 3 wide, or 2 where its centre sits on the edge and one row hangs over
+        clipped = width == 2
+        assert ((width == 3) | clipped).all()
+        assert ((first[clipped] == 0) | (last[clipped] == 8)).all()
+        assert clipped.float().mean().item() == pytest.approx(2 / 9, abs=0.03)
+
+
+def test_noise_has_the_configured_std():
+    aug = ImageAugment(**{**PLAIN, "noise": 0.3}, flip=False).bind(task((1, 8, 8)))
+    x = batch((1, 8, 8), n=2000)
+    assert (aug.strong(x, gen()) - x).std().item() == pytest.approx(0.3, rel=0.02)
+    assert torch.equal(aug.weak(x, gen()), x)  # noise is strong-only
+
+
+def test_crop_zooms_in_and_keeps_values_in_range():
+    w, scale = 16, 0.25
+    aug = ImageAugment(**{**PLAIN, "crop_scale": scale}, flip=False).bind(task((1, w, w)))
+    ones = torch.ones(500, 1, w, w)
+    assert torch.allclose(aug.strong(ones, gen()), ones)  # no dark border from the zoom
+    ramp = torch.arange(w, dtype=torch.float32).expand(500, 1, w, w)
+    out = aug.strong(ramp, gen())
+    assert out.min() >= 0 and out.max() <= w - 1
+    # a row of the zoomed ramp spans (crop side / image side) of the full ramp
+    span = (out[:, 0, :, -1] - out[:, 0, :, 0]).mean(dim=1) / (w - 1)
+    assert span.min() >= math.sqrt(scale) - 0.1 and span.max() <= 1 + 1e-5
+    assert span.max() - span.min() > 0.3  # crop sizes vary between items
+
+
+def test_all_off_is_the_identity():
+    aug = ImageAugment(**PLAIN, flip=None).bind(task((3, 9, 7)))
+    x = batch((3, 9, 7), n=100)
+    assert torch.equal(aug.weak(x, gen()), x) and torch.equal(aug.strong(x, gen()), x)
+
+
+def mirrored_share(aug: Augment, view: str, x: torch.Tensor) -> float:
+    out = getattr(aug, view)(x, gen())
+    same = (out == x).flatten(1).all(dim=1)
+    mirrored = (out == x.flip(-1)).flatten(1).all(dim=1)
+    assert (same ^ mirrored).all()  # each item is itself or its mirror image
+    return mirrored.float().mean().item()
+
+
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_flips_only_where_the_dataset_allows_them(view):
+    x = batch((1, 8, 8), n=1000)  # random images: none is its own mirror image
+    assert not (x == x.flip(-1)).flatten(1).all(dim=1).any()
+    digits_like = task((1, 8, 8), flip_invariant=False)
+    mirror_safe = task((1, 8, 8), flip_invariant=True)
+    assert mirrored_share(ImageAugment(**PLAIN).bind(digits_like), view, x) == 0
+    assert mirrored_share(ImageAugment(**PLAIN, flip=False).bind(mirror_safe), view, x) == 0
+    for flip in (None, True):
+        share = mirrored_share(ImageAugment(**PLAIN, flip=flip).bind(mirror_safe), view, x)
+        assert 0.43 < share < 0.57
+
+
+def test_default_image_recipe_on_digits():
+    view = digits()
+    aug = ImageAugment().bind(view)
+    x = torch.tensor(view.x[:256]).reshape(256, *view.input_shape)
+    weak, strong = aug.weak(x, gen()), aug.strong(x, gen())
+    # weak: a pure shift (values kept, no noise); strong: noisy
+    assert set(weak.unique().tolist()) <= set(x.unique().tolist())
+    assert not set(strong.unique().tolist()) <= set(x.unique().tolist())
+
+
+# -- what the vector ops do -------------------------------------------------------------
+
+
+def skewed_features(n: int = 3000, d: int = 12) -> np.ndarray:
+    """Features with different means and spreads; the last one constant."""
+    rng = np.random.default_rng(0)
+    scale = np.linspace(0.5, 20.0, d)
+    scale[-1] = 0.0
+    return (rng.normal(size=(n, d)) * scale + np.arange(d) * 7 - 30).astype(np.float32)
+
+
+def test_vector_masking_rate_and_value():
+    data = skewed_features()
+    aug = VectorAugment(weak_noise=0, strong_noise=0, weak_mask=0.1, strong_mask=0.3)
+    aug = aug.bind(task((12,), x=data))
+    mean = torch.as_tensor(data.astype(np.float64).mean(axis=0), dtype=torch.float32)
+    x = torch.as_tensor(data[:2000]).repeat(3, 1)
+    for view, rate in (("weak", 0.1), ("strong", 0.3)):
+        out = getattr(aug, view)(x, gen())
+        changed = out != x
+        assert changed[:, :-1].float().mean().item() == pytest.approx(rate, abs=0.01)
+        assert torch.equal(out[changed], mean.expand_as(x)[changed])
+
+
+def test_vector_noise_scales_with_each_feature_std():
+    data = skewed_features()
+    aug = VectorAugment(weak_noise=0.1, strong_noise=0.5, strong_mask=0).bind(task((12,), x=data))
+    x = torch.as_tensor(data)
+    std = torch.as_tensor(data.astype(np.float64).std(axis=0), dtype=torch.float32)
+    for view, noise in (("weak", 0.1), ("strong", 0.5)):
+        delta = getattr(aug, view)(x, gen()) - x
+        ratio = delta[:, :-1].std(dim=0) / (noise * std[:-1])
+        assert ((ratio - 1).abs() < 0.06).all(), ratio
+        assert torch.equal(delta[:, -1], torch.zeros(len(x)))  # constant feature: no noise
+
+
+def test_vector_augment_keeps_any_input_shape():
+    view = digits()  # (1, 8, 8) images treated as 64 features
+    aug = VectorAugment().bind(view)
+    x = torch.tensor(view.x[:32]).reshape(32, 1, 8, 8)
+    assert aug.strong(x, gen()).shape == (32, 1, 8, 8)
+    assert aug.strong(x.reshape(32, 64), gen()).shape == (32, 64)
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "message"),
+    [
+        (ImageAugment, {"cutout": -1}, r"^cutout=-1 must be a non-negative integer"),
+        (ImageAugment, {"weak_shift": 1.5}, r"^weak_shift=1.5 must be a non-negative integer"),
+        (ImageAugment, {"strong_shift": True}, r"^strong_shift=True must be a non-negative"),
+        (ImageAugment, {"crop_scale": 0}, r"^crop_scale=0 is outside \(0, 1\]"),
+        (ImageAugment, {"crop_scale": 1.5}, r"^crop_scale=1.5 is outside \(0, 1\]"),
+        (ImageAugment, {"noise": -0.1}, r"^noise=-0.1 must be a non-negative number"),
+        (ImageAugment, {"noise": float("nan")}, r"^noise=nan must be a non-negative number"),
+        (ImageAugment, {"flip": "auto"}, r"^flip=auto must be true, false or null \(auto\)"),
+        (VectorAugment, {"weak_noise": -1}, r"^weak_noise=-1 must be a non-negative number"),
+        (VectorAugment, {"strong_mask": 1.0}, r"^strong_mask=1.0 is outside \[0, 1\)"),
+        (VectorAugment, {"weak_mask": -0.1}, r"^weak_mask=-0.1 is outside \[0, 1\)"),
+        (ByModality, {"image": {"weak_shift": 1}, "vector": Identity()}, r"^image=\{"),
+        (ByModality, {"image": Identity(), "vector": None}, r"^vector=None must be an augm"),
+    ],
+)
+def test_bad_arguments(factory, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        factory(**kwargs)
+
+
+def test_image_augment_refuses_vectors():
+    with pytest.raises(ConfigError, match=r"^input_shape=\(20,\) .*strategy/augment=vector"):
+        ImageAugment().bind(task((20,)))
+
+
+def test_flip_true_refused_on_digits():
+    message = (
+        "flip=true but dataset digits does not declare flips label-preserving"
+        " (flip_invariant=false); allowed: false or null (auto)"
+    )
+    with pytest.raises(ConfigError) as info:
+        ImageAugment(flip=True).bind(digits())
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("name", "largest", "message"),
+    [
+        ("weak_shift", 7, r"^weak_shift=8 is too large for 8x8 images .* below 8"),
+        ("strong_shift", 7, r"^strong_shift=8 is too large"),
+        ("cutout", 8, r"^cutout=9 is too large .* at most 8"),
+    ],
+)
+def test_image_augment_refuses_sizes_beyond_the_image(name, largest, message):
+    ImageAugment(**{name: largest}).bind(task((1, 8, 8)))
+    with pytest.raises(ConfigError, match=message):
+        ImageAugment(**{name: largest + 1}).bind(task((1, 8, 8)))
+
+
+@pytest.mark.parametrize(
+    "aug", [ImageAugment(), VectorAugment(), ByModality(Identity(), Identity())]
+)
+def test_unbound_augmentations_say_to_bind(aug):
+    x = batch((1, 8, 8))
+    for view in ("weak", "strong"):
+        with pytest.raises(RuntimeError, match=r"call bind\(task\) first"):
+            getattr(aug, view)(x, gen())
+
+
+def test_bound_augmentations_refuse_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"\(4, 64\)"):
+        ImageAugment().bind(task((1, 8, 8))).weak(torch.zeros(4, 64), gen())
+    with pytest.raises(ValueError, match="20 features"):
+        VectorAugment().bind(task((20,))).weak(torch.zeros(4, 21), gen())
+
+
+def test_bind_returns_a_copy():
+    aug = ImageAugment()
+    bound = aug.bind(task((1, 8, 8)))
+    assert bound is not aug
+    with pytest.raises(RuntimeError):
+        aug.weak(batch((1, 8, 8)), gen())
+
+
+@pytest.mark.parametrize(
+    ("modality", "shape", "expected"),
+    [
+        ("image", (1, 8, 8), ImageAugment),
+        ("vector", (20,), VectorAugment),
+        ("text", (20,), VectorAugment),
+    ],
+)
+def test_by_modality_picks_by_task(modality, shape, expected):
+    aug = ByModality(ImageAugment(), VectorAugment()).bind(task(shape, modality=modality))
+    assert type(aug) is expected
+
+
+# -- conf/strategy/augment -------------------------------------------------------------
+
+OPTIONS = sorted(AUGMENT_DIR.glob("*.yaml"))
+
+
+def test_augment_options_exist():
+    assert {p.stem for p in OPTIONS} >= {"by_modality", "image", "vector", "none"}
+
+
+@pytest.mark.parametrize("path", OPTIONS, ids=lambda p: p.stem)
+def test_augment_option_instantiates_and_binds(path):
+    assert path.read_text().startswith("# ")  # one-line comment on top
+    aug = instantiate(OmegaConf.load(path))
+    assert isinstance(aug, Augment)
+    views = [digits()]
+    if path.stem != "image":
+        views.append(synthetic())
+    for view in views:
+        bound = aug.bind(view)
+        x = torch.tensor(view.x[:8]).reshape(8, *view.input_shape)
+        for draw in (bound.weak, bound.strong):
+            assert draw(x, gen()).shape == x.shape
+
+
+@pytest.mark.parametrize("path", OPTIONS, ids=lambda p: p.stem)
+def test_augment_option_spells_out_every_argument(path):
+    def check(node):
+        params = set(inspect.signature(get_class(node["_target_"])).parameters)
+        assert set(node) - {"_target_"} == params, path.name
+        for value in node.values():
+            if isinstance(value, dict):
+                check(value)
+
+    check(OmegaConf.to_container(OmegaConf.load(path)))
+
+
+def test_by_modality_matches_the_single_options():
+    both = OmegaConf.load(AUGMENT_DIR / "by_modality.yaml")
+    assert both.image == OmegaConf.load(AUGMENT_DIR / "image.yaml")
+    assert both.vector == OmegaConf.load(AUGMENT_DIR / "vector.yaml")
+    # and the yaml values are the constructors' defaults
+    assert repr(instantiate(both.image)) == repr(ImageAugment())
+    assert repr(instantiate(both.vector)) == repr(VectorAugment())
