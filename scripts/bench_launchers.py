@@ -1,5 +1,5 @@
-"""Launchers on the demo suite: wall time of `make demo`'s two sweeps (24 runs: digits, clean,
-budgets 20/50/100 and full, supervised and logreg, seeds 0-2) with launcher=local,
+"""Launchers on the demo suite: wall time of `make demo`'s two sweeps (digits, clean, budgets
+20/50/100 and full, the demo's strategies, seeds 0-2) with launcher=local,
 launcher=joblib (n_jobs=2) and launcher=slurm (the cluster SLURM_CONF points at, e.g. the
 one-node cluster of scripts/slurm/up.sh), each into a fresh results folder. Repeats are
 interleaved (the launcher order rotates) and the table shows medians.
@@ -32,7 +32,19 @@ SWEEPS = (  # the Makefile's `demo` target, without the leaderboard and dashboar
     ["-m", "experiment=demo", "budget=total", "budget.total=20,50,100"],
     ["-m", "experiment=demo", "budget=full"],
 )
-EXPECTED_RUNS = 24
+
+def demo_runs() -> int:
+    """Runs in SWEEPS: the demo's swept values multiplied out, times the four budgets."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(ROOT / "conf" / "experiment" / "demo.yaml").hydra.sweeper.params
+    runs = 4  # budget.total=20,50,100 and budget=full
+    for values in params.values():
+        runs *= len(str(values).split(","))
+    return runs
+
+
+EXPECTED_RUNS = demo_runs()
 UP_SH_CONF = Path(os.environ.get("LABELBENCH_SLURM_DIR", "/tmp/labelbench-slurm")) / "slurm.conf"
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from labelbench.strategies.semi import (
     SemiSupervised,
     SemiSupervisedModule,
+    check_steps,
     check_threshold,
     confidence_mask,
     masked_cross_entropy,
@@ -21,11 +22,12 @@ from labelbench.strategies.semi import (
 class FixMatchModule(SemiSupervisedModule):
     """Cross-entropy on weak views of labeled items, plus `unlabeled_weight` x the masked
     cross-entropy of strong views against the weak views' confident pseudo-labels. One
-    forward pass over the three batches."""
+    forward pass over the three batches. The first `warmup_steps` steps use the labeled
+    items only."""
 
-    def __init__(self, *args: Any, threshold: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, threshold: float, warmup_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.threshold = threshold
+        self.threshold, self.warmup_steps = threshold, warmup_steps
 
     def thresholds(self, pseudo: Tensor) -> float | Tensor:
         """The confidence each pseudo-label must reach (FixMatch: one fixed threshold)."""
@@ -36,7 +38,8 @@ class FixMatchModule(SemiSupervisedModule):
 
     def training_loss(self) -> Tensor:
         x, y = self.next_labeled()
-        unlabeled = self.next_unlabeled()
+        warm = self.steps_done < self.warmup_steps
+        unlabeled = None if warm else self.next_unlabeled()
         if unlabeled is None or self.unlabeled_weight == 0:
             return F.cross_entropy(self.net(self.weak(x)), y)
         positions, xu = unlabeled
@@ -53,13 +56,21 @@ class FixMatchModule(SemiSupervisedModule):
 
 class FixMatch(SemiSupervised):
     """FixMatch. threshold: confidence in (0, 1] a weak view's prediction needs to become a
-    pseudo-label; mu, unlabeled_weight, augment: see SemiSupervised."""
+    pseudo-label; warmup_steps: optimizer steps on labeled items only before the unlabeled
+    loss starts (0 in FixMatch); mu, unlabeled_weight, augment: see SemiSupervised."""
 
     module_class = FixMatchModule
 
-    def __init__(self, *args: Any, threshold: float = 0.95, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, threshold: float = 0.95, warmup_steps: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.threshold = check_threshold("threshold", threshold)
+        self.warmup_steps = check_steps("warmup_steps", warmup_steps)
 
     def module_kwargs(self) -> dict[str, Any]:
-        return {**super().module_kwargs(), "threshold": self.threshold}
+        return {
+            **super().module_kwargs(),
+            "threshold": self.threshold,
+            "warmup_steps": self.warmup_steps,
+        }

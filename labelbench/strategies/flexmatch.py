@@ -35,16 +35,16 @@ class FlexMatchModule(FixMatchModule):
     """FixMatch loss with flexmatch_thresholds. The latest confident pseudo-label of every
     unlabeled item is a buffer, so it is checkpointed and moves with the module."""
 
-    def __init__(self, *args: Any, warmup: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, threshold_warmup: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.warmup = warmup
+        self.threshold_warmup = threshold_warmup
         self.register_buffer(
             "selected", torch.full((len(self.data["unlabeled_idx"]),), -1, dtype=torch.long)
         )
 
     def thresholds(self, pseudo: Tensor) -> Tensor:
         per_class = flexmatch_thresholds(
-            self.selected, self.num_classes, self.threshold, self.warmup
+            self.selected, self.num_classes, self.threshold, self.threshold_warmup
         )
         return per_class[pseudo]
 
@@ -54,14 +54,17 @@ class FlexMatchModule(FixMatchModule):
 
 
 class FlexMatch(FixMatch):
-    """FlexMatch. threshold: the upper threshold every class reaches once learnt; warmup:
-    keep thresholds low while most unlabeled items have no confident prediction yet."""
+    """FlexMatch. threshold: the upper threshold every class reaches once learnt;
+    threshold_warmup: keep thresholds low while most unlabeled items have no confident
+    prediction yet; warmup_steps: as FixMatch. Thresholds start near 0, so every early
+    pseudo-label counts: from a random network that can pull all items into one class,
+    hence the labeled-only warm-up in conf/strategy/flexmatch.yaml."""
 
     module_class = FlexMatchModule
 
-    def __init__(self, *args: Any, warmup: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, threshold_warmup: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.warmup = bool(warmup)
+        self.threshold_warmup = bool(threshold_warmup)
 
     def module_kwargs(self) -> dict[str, Any]:
-        return {**super().module_kwargs(), "warmup": self.warmup}
+        return {**super().module_kwargs(), "threshold_warmup": self.threshold_warmup}
