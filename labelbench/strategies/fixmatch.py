@@ -41,10 +41,11 @@ class FixMatchModule(SemiSupervisedModule):
         warm = self.steps_done < self.warmup_steps
         unlabeled = None if warm else self.next_unlabeled()
         if unlabeled is None or self.unlabeled_weight == 0:
-            return F.cross_entropy(self.net(self.weak(x)), y)
+            return self.labeled_loss(x, y)
         positions, xu = unlabeled
-        logits = self.net(torch.cat([self.weak(x), self.weak(xu), self.strong(xu)]))
-        logits_x, logits_weak, logits_strong = logits.split([len(x), len(xu), len(xu)])
+        logits_x, logits_weak, logits_strong = self.student_logits(
+            self.weak(x), self.weak(xu), self.strong(xu)
+        )
         with torch.no_grad():
             probs = logits_weak.detach().softmax(dim=1)
             confidence, pseudo = probs.max(dim=1)

@@ -49,10 +49,9 @@ class MeanTeacherModule(SemiSupervisedModule):
         unlabeled = self.next_unlabeled()
         weight = self.unlabeled_weight * sigmoid_rampup(self.steps_done, self.rampup_steps)
         if unlabeled is None or weight == 0:
-            return F.cross_entropy(self.net(self.weak(x)), y)
+            return self.labeled_loss(x, y)
         _, xu = unlabeled
-        logits = self.net(torch.cat([self.weak(x), self.weak(xu)]))
-        logits_x, logits_u = logits.split([len(x), len(xu)])
+        logits_x, logits_u = self.student_logits(self.weak(x), self.weak(xu))
         with torch.no_grad():
             target = self.teacher(self.weak(xu)).softmax(dim=1)
         consistency = F.mse_loss(logits_u.softmax(dim=1), target)

@@ -41,10 +41,9 @@ class PseudoLabelModule(SemiSupervisedModule):
         unlabeled = self.next_unlabeled()
         weight = self.weight()
         if unlabeled is None or weight == 0:
-            return F.cross_entropy(self.net(self.weak(x)), y)
+            return self.labeled_loss(x, y)
         _, xu = unlabeled
-        logits = self.net(torch.cat([self.weak(x), self.weak(xu)]))
-        logits_x, logits_u = logits.split([len(x), len(xu)])
+        logits_x, logits_u = self.student_logits(self.weak(x), self.weak(xu))
         with torch.no_grad():
             confidence, pseudo = logits_u.detach().softmax(dim=1).max(dim=1)
             mask = confidence_mask(confidence, self.threshold)

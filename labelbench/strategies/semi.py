@@ -112,6 +112,16 @@ class SemiSupervisedModule(LabelModule):
     def weak(self, x: Tensor) -> Tensor:
         return self.augment.weak(x, self.generator)
 
+    def labeled_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy of the student on a weak view of labeled items: the whole loss
+        when there is nothing unlabeled to learn from (yet)."""
+        return F.cross_entropy(self.net(self.weak(x)), y)
+
+    def student_logits(self, *batches: Tensor) -> tuple[Tensor, ...]:
+        """The student's logits for several batches in one forward pass (one batch-norm
+        statistic over all of them, as in FixMatch), split back per batch."""
+        return self.net(torch.cat(batches)).split([len(b) for b in batches])
+
     def strong(self, x: Tensor) -> Tensor:
         return self.augment.strong(x, self.generator)
 
