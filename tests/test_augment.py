@@ -17,6 +17,9 @@ from omegaconf import OmegaConf
 from labelbench.config import ConfigError
 from labelbench.data.sources import Digits, Synthetic
 from labelbench.data.task import TaskView
+from labelbench.models import takes_images
+from labelbench.models.cnn import CNNSmall
+from labelbench.models.mlp import MLP
 from labelbench.strategies.augment import (
     Augment,
     ByModality,
@@ -405,16 +408,34 @@ def test_bind_returns_a_copy():
 
 
 @pytest.mark.parametrize(
-    ("modality", "shape", "expected"),
+    ("modality", "shape", "takes_images", "expected"),
     [
-        ("image", (1, 8, 8), ImageAugment),
-        ("vector", (20,), VectorAugment),
-        ("text", (20,), VectorAugment),
+        ("image", (1, 8, 8), None, ImageAugment),
+        ("image", (1, 8, 8), True, ImageAugment),
+        ("image", (1, 8, 8), False, VectorAugment),  # an MLP flattens the pixels
+        ("vector", (20,), None, VectorAugment),
+        ("vector", (20,), True, VectorAugment),
+        ("text", (20,), None, VectorAugment),
     ],
 )
-def test_by_modality_picks_by_task(modality, shape, expected):
-    aug = ByModality(ImageAugment(), VectorAugment()).bind(task(shape, modality=modality))
-    assert type(aug) is expected
+def test_by_modality_augments_what_the_network_sees(modality, shape, takes_images, expected):
+    chosen = ByModality(ImageAugment(), VectorAugment()).bind(
+        task(shape, modality=modality), takes_images
+    )
+    assert type(chosen) is expected
+
+
+def test_models_say_whether_they_take_images():
+    assert takes_images(functools.partial(CNNSmall, channels=(8, 8))) is True
+    assert takes_images(functools.partial(functools.partial(MLP), hidden=[4])) is False
+    assert takes_images(MLP) is False
+    assert takes_images(torch.nn.Linear) is None  # says nothing: augment by the data
+
+
+def test_conf_models_say_whether_they_take_images():
+    models = Path(__file__).resolve().parent.parent / "conf" / "model"
+    said = {p.stem: takes_images(instantiate(OmegaConf.load(p))) for p in models.glob("*.yaml")}
+    assert said == {"cnn_small": True, "mlp": False}
 
 
 # -- conf/strategy/augment -------------------------------------------------------------

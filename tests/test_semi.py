@@ -16,6 +16,7 @@ from labelbench.config import ConfigError, run_key
 from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
 from labelbench.run import build, run
+from labelbench.strategies.augment import ImageAugment, VectorAugment
 from labelbench.strategies.flexmatch import flexmatch_thresholds
 from labelbench.strategies.label_propagation import certainty, knn_graph, propagate
 from labelbench.strategies.lightning import LabelModule
@@ -83,23 +84,28 @@ def test_include_labeled_switch(compose_fast):
     assert on.labels["indices"] == off.labels["indices"]
 
 
-def test_fixmatch_on_digit_images_with_cnn(compose_fast):
-    """The image path: shifts, cutout and noise on 8x8 digits, a CNN, a few steps."""
-    record = run(
-        *compose_fast(
-            "strategy=fixmatch",
-            "model=cnn_small",
-            "budget.total=40",
-            "strategy.max_steps=40",
-            "strategy.eval_every=20",
-            "strategy.mu=2",
-            "logger=none",
-            fast=False,
-        )
+@pytest.mark.parametrize(("model", "views"), [("cnn_small", ImageAugment), ("mlp", VectorAugment)])
+def test_fixmatch_on_digit_images_augments_what_the_network_sees(model, views, compose_fast):
+    """The image path (shifts, cutout, noise on 8x8 digits) for a CNN; feature noise and
+    masking for an MLP, which flattens the pixels."""
+    cfg, _ = compose_fast(
+        "strategy=fixmatch",
+        f"model={model}",
+        "budget.total=40",
+        "strategy.max_steps=40",
+        "strategy.eval_every=20",
+        "strategy.mu=2",
+        "logger=none",
+        fast=False,
     )
-    assert record.status == "ok", record.error
-    assert record.config["strategy"]["augment"]["_target_"].endswith("ByModality")
-    assert record.metrics["test/acc"] > 0.3  # 10 classes, 40 steps: well above chance
+    parts = build(cfg, run_key(cfg))
+    task = parts.source.load(0)
+    pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
+    predictor = parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=0)
+    assert type(parts.strategy._bound) is views
+    test = task.split.test
+    accuracy = (predictor.predict_proba(task.x[test]).argmax(1) == task.y[test]).mean()
+    assert accuracy > 0.3  # 10 classes, 40 steps: well above chance
 
 
 def test_ssl_sees_the_revealed_items_supervised_sees(compose_fast):

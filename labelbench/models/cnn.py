@@ -13,6 +13,8 @@ class CNNSmall(nn.Sequential):
     """[Conv3x3 -> ReLU] x2 with a 2x2 max-pool after each, then one hidden layer and logits.
     Inputs are (C, H, W) images; odd sizes are pooled down with floor division."""
 
+    takes_images = True
+
     def __init__(
         self,
         in_shape: Sequence[int],

@@ -13,6 +13,8 @@ from labelbench.config import ConfigError
 class MLP(nn.Sequential):
     """Flatten -> [Linear -> ReLU -> Dropout] x len(hidden) -> Linear(num_classes)."""
 
+    takes_images = False  # pixels become unordered features
+
     def __init__(
         self,
         in_shape: Sequence[int],

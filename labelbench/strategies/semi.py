@@ -21,6 +21,7 @@ from torch import Tensor
 from labelbench.config import ConfigError
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
+from labelbench.models import takes_images
 from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
 
@@ -156,7 +157,9 @@ class SemiSupervised(LightningStrategy):
         self._num_classes = 0
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
-        self.augment.bind(task)  # e.g. image augmentations on vectors: refused before training
+        # Image augmentations on vectors and the like: refused before training. (The model
+        # is not known here: by_modality's choice for it is bound in fit.)
+        self.augment.bind(task)
 
     def unlabeled_indices(self, pool: LabelPool) -> np.ndarray:
         """Dataset indices of the unlabeled set."""
@@ -170,7 +173,8 @@ class SemiSupervised(LightningStrategy):
         return data
 
     def fit(self, pool, task, model, trainer, *, seed, checkpoint=None):
-        self._bound, self._num_classes = self.augment.bind(task), task.num_classes
+        self._bound = self.augment.bind(task, takes_images(model))
+        self._num_classes = task.num_classes
         predictor = super().fit(pool, task, model, trainer, seed=seed, checkpoint=checkpoint)
         predictor.fit_info["unlabeled"] = float(len(self.unlabeled_indices(pool)))
         return predictor
