@@ -129,7 +129,7 @@ def fit_times(rows: list[dict]) -> str:
     ]
     for strategy in sorted({s for s, _ in seconds}):
         cells = [
-            f"{statistics.median(seconds[strategy, m]):.1f}" if seconds[strategy, m] else "–"
+            f"{statistics.median(seconds[strategy, m]):.2f}" if seconds[strategy, m] else "–"
             for m in models
         ]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
