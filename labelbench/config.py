@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,36 @@ NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint")
 
 class ConfigError(ValueError):
     """A bad configuration value. The message is one line naming the value and what is allowed."""
+
+
+def check_int(name: str, value: Any, least: int = 0, unit: str = "") -> int:
+    """`value` if it is an integer (a bool is not) of at least `least`, else a ConfigError:
+    'mu=0 must be a positive integer (unlabeled items per labeled one)'."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            least, f"an integer >= {least}"
+        )
+        raise ConfigError(f"{name}={value} must be {kind}" + (f" ({unit})" if unit else ""))
+    return value
+
+
+def check_number(name: str, value: Any, interval: str = "[0, inf)") -> float:
+    """`value` as a float if it is a number (a bool is not) inside `interval`, written as the
+    message shows it: '(0, 1]', '[0, 1)', '[0, inf)' (the default: finite, non-negative).
+    Else a ConfigError: 'threshold=1.5 is outside (0, 1]'."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (low < value if interval[0] == "(" else low <= value)
+        and (value < high if interval[-1] == ")" else value <= high)
+    )
+    if not ok:
+        if interval == "[0, inf)":
+            raise ConfigError(f"{name}={value} must be a non-negative number")
+        raise ConfigError(f"{name}={value} is outside {interval}")
+    return float(value)
 
 
 @dataclass

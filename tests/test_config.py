@@ -6,7 +6,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR
-from labelbench.config import ConfigError, check_run_fields, check_targets, run_key
+from labelbench.config import (
+    ConfigError,
+    check_int,
+    check_number,
+    check_run_fields,
+    check_targets,
+    run_key,
+)
 from labelbench.run import build
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
@@ -101,3 +108,49 @@ def test_unexpected_component_argument_is_a_config_error(compose_fast):
     cfg, _ = compose_fast("+budget.bogus=1")
     with pytest.raises(ConfigError, match=r"budget: .*bogus"):
         build(cfg, run_key(cfg))
+
+
+@pytest.mark.parametrize(
+    ("value", "least", "message"),
+    [
+        (-1, 0, "n=-1 must be a non-negative integer"),
+        (0, 1, "n=0 must be a positive integer"),
+        (2, 3, "n=2 must be an integer >= 3"),
+        (1.0, 0, "n=1.0 must be a non-negative integer"),
+        (True, 0, "n=True must be a non-negative integer"),
+        ("3", 0, "n=3 must be a non-negative integer"),
+    ],
+)
+def test_check_int_refuses(value, least, message):
+    with pytest.raises(ConfigError) as info:
+        check_int("n", value, least)
+    assert str(info.value) == message
+
+
+def test_check_int_accepts_and_names_the_unit():
+    assert check_int("n", 0) == 0 and check_int("n", 5, least=5) == 5
+    with pytest.raises(ConfigError, match=r"^n=0 must be a positive integer \(optimizer steps\)$"):
+        check_int("n", 0, least=1, unit="optimizer steps")
+
+
+@pytest.mark.parametrize(
+    ("interval", "inside", "outside"),
+    [
+        ("(0, 1]", [1e-9, 0.5, 1, 1.0], [0, -0.1, 1.0001, float("nan"), float("inf")]),
+        ("[0, 1)", [0, 0.0, 0.999], [1, 1.0, -1e-9, float("nan")]),
+        ("(0, 1)", [0.5], [0, 1]),
+        ("[0, inf)", [0, 3, 1e300], [-1, float("inf"), float("nan")]),
+    ],
+)
+def test_check_number_bounds(interval, inside, outside):
+    for value in inside:
+        assert check_number("x", value, interval) == float(value)
+        assert isinstance(check_number("x", value, interval), float)
+    for value in outside:
+        with pytest.raises(ConfigError) as info:
+            check_number("x", value, interval)
+        expected = "must be a non-negative number" if interval == "[0, inf)" else "is outside"
+        assert str(info.value).startswith(f"x={value} {expected}")
+    for value in (True, "0.5", None):
+        with pytest.raises(ConfigError):
+            check_number("x", value, interval)

@@ -273,7 +273,10 @@ def test_label_propagation_spreads_along_the_graph():
     [
         (["strategy=fixmatch", "strategy.threshold=0"], "threshold=0 is outside (0, 1]"),
         (["strategy=pseudo_label", "strategy.threshold=1.5"], "threshold=1.5 is outside (0, 1]"),
-        (["strategy=flexmatch", "strategy.mu=0"], "mu=0 must be an integer >= 1"),
+        (
+            ["strategy=flexmatch", "strategy.mu=0"],
+            "mu=0 must be a positive integer (unlabeled items per labeled one)",
+        ),
         (["strategy=mean_teacher", "strategy.ema_decay=-0.1"], "ema_decay=-0.1 is outside [0, 1)"),
         (["strategy=mean_teacher", "strategy.ema_decay=1.0"], "ema_decay=1.0 is outside [0, 1)"),
         (["strategy=self_training", "strategy.rounds=-1"], "rounds=-1 must be a non-negative"),
@@ -300,7 +303,7 @@ def test_image_augment_on_vectors_refused_before_training(compose_fast, tmp_path
     ("overrides", "fragments"),
     [
         (["strategy=fixmatch", "strategy.threshold=1.2"], ["strategy.threshold=1.2", "(0, 1]"]),
-        (["strategy=fixmatch", "strategy.mu=0"], ["strategy.mu=0", ">= 1"]),
+        (["strategy=fixmatch", "strategy.mu=0"], ["strategy.mu=0", "positive integer"]),
         (["strategy=mean_teacher", "strategy.ema_decay=1"], ["ema_decay=1", "[0, 1)"]),
         (["strategy=label_propagation", "strategy.k=5000"], ["k=5000", "larger than the pool"]),
     ],

@@ -11,42 +11,16 @@ are vectorised over the batch; they run on every optimizer step.
 from __future__ import annotations
 
 import copy
-import math
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.data.task import TaskView
 
 UNBOUND = "call bind(task) first: {name} needs the task's {what}"
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name}={value} must be a non-negative integer")
-    return value
-
-
-def _non_negative_float(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(f"{name}={value} must be a non-negative number")
-    return float(value)
-
-
-def _probability(name: str, value: Any) -> float:
-    # 1 is refused: masking every feature (or every item) leaves nothing to learn from.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"{name}={value} is outside [0, 1)")
-    return float(value)
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
@@ -111,19 +85,11 @@ class ImageAugment(Augment):
         noise: float = 0.1,
         flip: bool | None = None,
     ) -> None:
-        self.weak_shift = _non_negative_int("weak_shift", weak_shift)
-        self.strong_shift = _non_negative_int("strong_shift", strong_shift)
-        if (
-            isinstance(crop_scale, bool)
-            or not isinstance(crop_scale, int | float)
-            or not 0 < crop_scale <= 1
-        ):
-            raise ConfigError(
-                f"crop_scale={crop_scale} is outside (0, 1] (smallest crop area kept; 1: no crop)"
-            )
-        self.crop_scale = float(crop_scale)
-        self.cutout = _non_negative_int("cutout", cutout)
-        self.noise = _non_negative_float("noise", noise)
+        self.weak_shift = check_int("weak_shift", weak_shift)
+        self.strong_shift = check_int("strong_shift", strong_shift)
+        self.crop_scale = check_number("crop_scale", crop_scale, "(0, 1]")
+        self.cutout = check_int("cutout", cutout)
+        self.noise = check_number("noise", noise)
         if flip is not None and not isinstance(flip, bool):
             raise ConfigError(f"flip={flip} must be true, false or null (auto)")
         self.flip = flip
@@ -273,10 +239,10 @@ class VectorAugment(Augment):
         weak_mask: float = 0.0,
         strong_mask: float = 0.2,
     ) -> None:
-        self.weak_noise = _non_negative_float("weak_noise", weak_noise)
-        self.strong_noise = _non_negative_float("strong_noise", strong_noise)
-        self.weak_mask = _probability("weak_mask", weak_mask)
-        self.strong_mask = _probability("strong_mask", strong_mask)
+        self.weak_noise = check_number("weak_noise", weak_noise)
+        self.strong_noise = check_number("strong_noise", strong_noise)
+        self.weak_mask = check_number("weak_mask", weak_mask, "[0, 1)")
+        self.strong_mask = check_number("strong_mask", strong_mask, "[0, 1)")
         self._mean: Tensor | None = None
         self._std: Tensor | None = None
         self._on: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}

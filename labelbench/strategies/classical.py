@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from labelbench.config import ConfigError
-
 
 def flat(x: np.ndarray) -> np.ndarray:
     """Inputs as a 2-D array, one flattened item per row (images, sequences ...)."""
@@ -39,10 +37,3 @@ class ClassifierPredictor:
         else:
             proba[:, self.seen] = self.clf.predict_proba(x)
         return proba
-
-
-def positive_int(name: str, value: Any) -> int:
-    """`value` if it is an integer >= 1 (not a bool or a float), else a ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}={value} must be a positive integer")
-    return value

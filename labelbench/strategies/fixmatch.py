@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labelbench.config import check_int, check_number
 from labelbench.strategies.semi import (
     SemiSupervised,
     SemiSupervisedModule,
-    check_steps,
-    check_threshold,
     confidence_mask,
     masked_cross_entropy,
 )
@@ -66,8 +65,8 @@ class FixMatch(SemiSupervised):
         self, *args: Any, threshold: float = 0.95, warmup_steps: int = 0, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.threshold = check_threshold("threshold", threshold)
-        self.warmup_steps = check_steps("warmup_steps", warmup_steps)
+        self.threshold = check_number("threshold", threshold, "(0, 1]")
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, unit="optimizer steps")
 
     def module_kwargs(self) -> dict[str, Any]:
         return {

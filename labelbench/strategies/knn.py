@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_int
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.base import Strategy
-from labelbench.strategies.classical import ClassifierPredictor, flat, positive_int
+from labelbench.strategies.classical import ClassifierPredictor, flat
 
 WEIGHTS = ("uniform", "distance")
 METRICS = ("euclidean", "manhattan", "cosine")
@@ -19,7 +19,7 @@ class KNN(Strategy):
     their observed labels."""
 
     def __init__(self, k: int = 5, weights: str = "distance", metric: str = "euclidean") -> None:
-        self.k = positive_int("k", k)
+        self.k = check_int("k", k, least=1)
         if weights not in WEIGHTS:
             raise ConfigError(f"weights={weights!r} is not one of {', '.join(WEIGHTS)}")
         if metric not in METRICS:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.strategies.lightning import LightningStrategy, NetPredictor
 from labelbench.strategies.semi import SoftTargetModule, one_hot, soft_targets
 
@@ -69,13 +69,10 @@ class LabelPropagation(LightningStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k={k} must be a positive integer")
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
-            raise ConfigError(f"alpha={alpha} is outside (0, 1)")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ConfigError(f"max_iter={max_iter} must be a positive integer")
-        self.k, self.alpha, self.max_iter, self.weighted = k, float(alpha), max_iter, bool(weighted)
+        self.k = check_int("k", k, least=1)
+        self.alpha = check_number("alpha", alpha, "(0, 1)")
+        self.max_iter = check_int("max_iter", max_iter, least=1)
+        self.weighted = bool(weighted)
 
     def check(self, pool, task) -> None:
         nodes = len(pool.indices) + len(pool.unlabeled)

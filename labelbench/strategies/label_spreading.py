@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.base import Strategy
-from labelbench.strategies.classical import ClassifierPredictor, flat, positive_int
+from labelbench.strategies.classical import ClassifierPredictor, flat
 
 
 class _Spread:
@@ -36,11 +36,9 @@ class LabelSpreading(Strategy):
     from the spread labels of their k nearest pool items."""
 
     def __init__(self, k: int = 7, alpha: float = 0.2, max_iter: int = 30) -> None:
-        self.k = positive_int("k", k)
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
-            raise ConfigError(f"alpha={alpha} is outside (0, 1)")
-        self.alpha = float(alpha)
-        self.max_iter = positive_int("max_iter", max_iter)
+        self.k = check_int("k", k, least=1)
+        self.alpha = check_number("alpha", alpha, "(0, 1)")
+        self.max_iter = check_int("max_iter", max_iter, least=1)
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
         """Refuse a k that leaves no item outside an item's neighbourhood in the graph."""

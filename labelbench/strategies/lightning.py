@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_int
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
@@ -334,15 +334,10 @@ class LightningStrategy(Strategy):
         monitor: str = "val/acc",
         mode: str = "max",
     ) -> None:
-        for key, value in (
-            ("max_steps", max_steps),
-            ("batch_size", batch_size),
-            ("eval_every", eval_every),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{key}={value} must be a positive integer")
-        if not isinstance(patience, int) or patience < 0:
-            raise ConfigError(f"patience={patience} must be a non-negative integer")
+        check_int("max_steps", max_steps, least=1, unit="optimizer steps")
+        check_int("batch_size", batch_size, least=1)
+        check_int("eval_every", eval_every, least=1, unit="optimizer steps")
+        check_int("patience", patience, unit="validations")
         if mode not in ("max", "min"):
             raise ConfigError(f"mode={mode!r} is not one of max, min")
         if monitor not in ("val/acc", "val/loss"):

@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError
+from labelbench.config import check_int, check_number
 from labelbench.strategies.semi import (
     SemiSupervised,
     SemiSupervisedModule,
-    check_steps,
     sigmoid_rampup,
 )
 
@@ -74,12 +73,8 @@ class MeanTeacher(SemiSupervised):
         self, *args: Any, ema_decay: float = 0.99, rampup_steps: int = 500, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(ema_decay, bool) or not isinstance(ema_decay, int | float):
-            raise ConfigError(f"ema_decay={ema_decay} must be a number in [0, 1)")
-        if not 0 <= ema_decay < 1:
-            raise ConfigError(f"ema_decay={ema_decay} is outside [0, 1)")
-        self.ema_decay = float(ema_decay)
-        self.rampup_steps = check_steps("rampup_steps", rampup_steps)
+        self.ema_decay = check_number("ema_decay", ema_decay, "[0, 1)")
+        self.rampup_steps = check_int("rampup_steps", rampup_steps, unit="optimizer steps")
 
     def module_kwargs(self) -> dict[str, Any]:
         return {

@@ -10,12 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelbench.config import ConfigError
+from labelbench.config import check_int, check_number
 from labelbench.strategies.lightning import LightningStrategy, NetPredictor
 from labelbench.strategies.semi import (
     SoftTargetModule,
-    check_non_negative,
-    check_threshold,
     one_hot,
     soft_targets,
 )
@@ -39,12 +37,10 @@ class SelfTraining(LightningStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-            raise ConfigError(f"rounds={rounds} must be a non-negative integer")
-        self.rounds = rounds
-        self.threshold = check_threshold("threshold", threshold)
+        self.rounds = check_int("rounds", rounds)
+        self.threshold = check_number("threshold", threshold, "(0, 1]")
         self.soft = bool(soft)
-        self.pseudo_weight = check_non_negative("pseudo_weight", pseudo_weight)
+        self.pseudo_weight = check_number("pseudo_weight", pseudo_weight)
 
     def pseudo_labels(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(kept positions, their target rows) from the teacher's class probabilities."""

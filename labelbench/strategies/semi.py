@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelbench.config import ConfigError
+from labelbench.config import check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.models import takes_images
@@ -26,26 +26,6 @@ from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
 
 UNLABELED_SEED_OFFSET = 0x5E41
-
-
-def check_threshold(name: str, value: float) -> float:
-    """A confidence threshold in (0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ConfigError(f"{name}={value} is outside (0, 1]")
-    return float(value)
-
-
-def check_non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(f"{name}={value} must be a non-negative number")
-    return float(value)
-
-
-def check_steps(name: str, value: int) -> int:
-    """A count of optimizer steps, 0 allowed."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name}={value} must be a non-negative integer (optimizer steps)")
-    return value
 
 
 def confidence_mask(confidence: Tensor, threshold: float | Tensor) -> Tensor:
@@ -147,11 +127,9 @@ class SemiSupervised(LightningStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(mu, bool) or not isinstance(mu, int) or mu < 1:
-            raise ConfigError(f"mu={mu} must be an integer >= 1 (unlabeled items per labeled one)")
         self.augment = augment if augment is not None else Identity()
-        self.mu = mu
-        self.unlabeled_weight = check_non_negative("unlabeled_weight", unlabeled_weight)
+        self.mu = check_int("mu", mu, least=1, unit="unlabeled items per labeled one")
+        self.unlabeled_weight = check_number("unlabeled_weight", unlabeled_weight)
         self.include_labeled = bool(include_labeled)
         self._bound: Augment | None = None  # the augmentation fitted to the task being fit
         self._num_classes = 0
