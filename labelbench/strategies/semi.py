@@ -1,6 +1,6 @@
 """The shared base of semi-supervised strategies: labeled and unlabeled minibatches drawn
-together from memory, weak and strong augmented views, and the checks every such method
-shares (thresholds, ratios, ramps).
+together from memory, weak and strong augmented views, and the pieces such methods share
+(confidence masks, ramps, soft targets).
 
 The unlabeled set is the unrevealed pool, plus the revealed items when `include_labeled`
 is on (as USB does): with the full budget there is then still something to be consistent
