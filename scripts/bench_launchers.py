@@ -33,6 +33,7 @@ SWEEPS = (  # the Makefile's `demo` target, without the leaderboard and dashboar
     ["-m", "experiment=demo", "budget=full"],
 )
 
+
 def demo_runs() -> int:
     """Runs in SWEEPS: the demo's swept values multiplied out, times the four budgets."""
     from omegaconf import OmegaConf
