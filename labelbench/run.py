@@ -138,6 +138,8 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     parts = build(cfg, key)
     with config_group("dataset"):
         task = parts.source.load(cfg.split_seed)
+    with config_group("regime"):
+        parts.regime.check(task.num_classes)
     with config_group("budget"):
         pool, accounting = reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
     with config_group("model"):

@@ -2,6 +2,7 @@
 LabelPool that strategies learn from. The heart of the project."""
 
 from labelbench.labels.budget import Budget, Fraction, Full, PerClass, Total, reveal_order
+from labelbench.labels.noise import PairFlip, Symmetric, Transition
 from labelbench.labels.pool import LabelPool
 from labelbench.labels.regime import Clean, Regime
 from labelbench.labels.reveal import LabelAccounting, reveal
@@ -13,9 +14,12 @@ __all__ = [
     "Full",
     "LabelAccounting",
     "LabelPool",
+    "PairFlip",
     "PerClass",
     "Regime",
+    "Symmetric",
     "Total",
+    "Transition",
     "reveal",
     "reveal_order",
 ]

@@ -14,6 +14,10 @@ class Regime:
     def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def check(self, num_classes: int) -> None:
+        """Refuse settings that cannot work with this many classes (a transition matrix of
+        the wrong size ...) by raising ConfigError. Called before any label is drawn."""
+
     def cost(self, n_items: int) -> float:
         """Label cost of `n_items` annotated items (one unit each unless a regime says otherwise)."""
         return float(n_items)
