@@ -1,11 +1,15 @@
-"""Pieces shared by the classical (scikit-learn) strategies: flattening inputs, and a
-predictor that maps a classifier's columns onto every class of the task."""
+"""Pieces shared by the classical (scikit-learn) strategies: flattening inputs, a
+predictor that maps a classifier's columns onto every class of the task, and the check
+on neighbour counts of graph methods (label spreading, label propagation). Light: no torch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from labelbench.config import ConfigError
+from labelbench.labels.pool import LabelPool
 
 
 def flat(x: np.ndarray) -> np.ndarray:
@@ -37,3 +41,11 @@ class ClassifierPredictor:
         else:
             proba[:, self.seen] = self.clf.predict_proba(x)
         return proba
+
+
+def check_graph_k(k: int, pool: LabelPool) -> None:
+    """Refuse a neighbour count that leaves no pool item outside an item's neighbourhood
+    in a graph of the whole pool (revealed and unlabeled items)."""
+    nodes = len(pool) + len(pool.unlabeled)
+    if k >= nodes:
+        raise ConfigError(f"k={k} is larger than the pool ({nodes} items); allowed: 1..{nodes - 1}")

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import check_int, check_number
+from labelbench.strategies.classical import check_graph_k
 from labelbench.strategies.lightning import LightningStrategy, NetPredictor
 from labelbench.strategies.semi import SoftTargetModule, one_hot, soft_targets
 
@@ -75,11 +76,7 @@ class LabelPropagation(LightningStrategy):
         self.weighted = bool(weighted)
 
     def check(self, pool, task) -> None:
-        nodes = len(pool.indices) + len(pool.unlabeled)
-        if self.k >= nodes:
-            raise ConfigError(
-                f"k={self.k} is larger than the pool ({nodes} items); allowed: 1..{nodes - 1}"
-            )
+        check_graph_k(self.k, pool)
 
     def propagated(self, pool, task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pool indices, soft label rows, weights): revealed items first, with their

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.base import Strategy
-from labelbench.strategies.classical import ClassifierPredictor, flat
+from labelbench.strategies.classical import ClassifierPredictor, check_graph_k, flat
 
 
 class _Spread:
@@ -41,12 +41,7 @@ class LabelSpreading(Strategy):
         self.max_iter = check_int("max_iter", max_iter, least=1)
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
-        """Refuse a k that leaves no item outside an item's neighbourhood in the graph."""
-        n = len(pool) + len(pool.unlabeled)
-        if self.k >= n:
-            raise ConfigError(
-                f"k={self.k} is larger than the pool ({n} items); allowed: 1..{n - 1}"
-            )
+        check_graph_k(self.k, pool)
 
     def fit(self, pool, task, model, trainer, *, seed: int, checkpoint=None) -> ClassifierPredictor:
         # Deterministic (no random_state in scikit-learn's LabelSpreading) and seconds long:
