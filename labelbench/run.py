@@ -131,7 +131,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     does not fit the data. Any failure after that is written as a `failed` record. A fit
     that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
     evaluates, writes the record and returns it; the other ranks return None."""
-    from labelbench.labels.reveal import reveal
+    from labelbench.labels.reveal import reveal, shape
 
     t_start = time.perf_counter()
     key = run_key(cfg)
@@ -140,6 +140,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         task = parts.source.load(cfg.split_seed)
     with config_group("regime"):
         parts.regime.check(task.num_classes)
+        task = shape(task, parts.regime, cfg.seed, cfg.split_seed)
     with config_group("budget"):
         pool, accounting = reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
     with config_group("model"):

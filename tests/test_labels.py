@@ -112,6 +112,9 @@ def test_pool_holds_no_true_labels(digits):
         "val_indices",
         "val_labels",
         "num_classes",
+        "kind",
+        "votes",
+        "candidates",
     }
     view = digits.view()
     assert not hasattr(view, "y") and not hasattr(view, "split") and not hasattr(view, "test")

@@ -2,24 +2,37 @@
 LabelPool that strategies learn from. The heart of the project."""
 
 from labelbench.labels.budget import Budget, Fraction, Full, PerClass, Total, reveal_order
+from labelbench.labels.crowd import Crowd
+from labelbench.labels.imbalance import LabelShift, LongTail
 from labelbench.labels.noise import PairFlip, Symmetric, Transition
-from labelbench.labels.pool import LabelPool
-from labelbench.labels.regime import Clean, Regime
-from labelbench.labels.reveal import LabelAccounting, reveal
+from labelbench.labels.partial import Complementary, Partial
+from labelbench.labels.pool import LabelPool, Observed
+from labelbench.labels.regime import Clean, Regime, Stack
+from labelbench.labels.reveal import LabelAccounting, reveal, shape
+from labelbench.labels.weak import Weak
 
 __all__ = [
     "Budget",
     "Clean",
+    "Complementary",
+    "Crowd",
     "Fraction",
     "Full",
     "LabelAccounting",
     "LabelPool",
+    "LabelShift",
+    "LongTail",
+    "Observed",
     "PairFlip",
+    "Partial",
     "PerClass",
     "Regime",
+    "Stack",
     "Symmetric",
     "Total",
     "Transition",
+    "Weak",
     "reveal",
     "reveal_order",
+    "shape",
 ]

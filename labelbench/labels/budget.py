@@ -51,17 +51,20 @@ class Budget:
         self.val_paid = bool(val_paid)
         self.val_share = float(val_share)
 
-    def size(self, y_pool: np.ndarray, num_classes: int) -> int:
-        """Labels the budget pays for (train plus, when paid, validation)."""
+    def size(self, y_pool: np.ndarray, num_classes: int, per_item: int = 1) -> int:
+        """Labels the budget pays for (train plus, when paid, validation). A pool item takes
+        `per_item` of them (a crowd regime's annotations per item)."""
         raise NotImplementedError
 
     def label(self) -> str:
         """Short name for tables: '20', '4/class', '10%', 'full'."""
         raise NotImplementedError
 
-    def split_sizes(self, y_pool: np.ndarray, num_classes: int) -> tuple[int, int | None]:
+    def split_sizes(
+        self, y_pool: np.ndarray, num_classes: int, per_item: int = 1
+    ) -> tuple[int, int | None]:
         """(train labels, validation labels or None for the free, whole validation split)."""
-        total = self.size(y_pool, num_classes)
+        total = self.size(y_pool, num_classes, per_item)
         if not self.val_paid:
             return total, None
         n_val = max(1, round(self.val_share * total))
@@ -82,11 +85,13 @@ class Total(Budget):
             raise ConfigError(f"total={total} must be a positive integer")
         self.total = total
 
-    def size(self, y_pool, num_classes):
-        if self.total > len(y_pool):
+    def size(self, y_pool, num_classes, per_item=1):
+        most = len(y_pool) * per_item
+        if self.total > most:
+            unit = "items" if per_item == 1 else f"items x {per_item} annotations"
             raise ConfigError(
-                f"total={self.total} is larger than the pool ({len(y_pool)} items);"
-                f" allowed: 1..{len(y_pool)}"
+                f"total={self.total} is larger than the pool ({len(y_pool)} {unit});"
+                f" allowed: 1..{most}"
             )
         return self.total
 
@@ -104,13 +109,14 @@ class PerClass(Budget):
             raise ConfigError(f"per_class={per_class} must be a positive integer")
         self.per_class = per_class
 
-    def size(self, y_pool, num_classes):
-        counts = np.bincount(y_pool, minlength=num_classes)
+    def size(self, y_pool, num_classes, per_item=1):
+        counts = np.bincount(y_pool, minlength=num_classes) * per_item
         smallest = int(counts.argmin())
         if self.per_class > counts[smallest]:
+            unit = "items" if per_item == 1 else "annotations"
             raise ConfigError(
                 f"per_class={self.per_class} is larger than the smallest class in the pool"
-                f" (class {smallest}: {counts[smallest]} items); allowed: 1..{counts[smallest]}"
+                f" (class {smallest}: {counts[smallest]} {unit}); allowed: 1..{counts[smallest]}"
             )
         return self.per_class * num_classes
 
@@ -131,8 +137,8 @@ class Fraction(Budget):
             raise ConfigError(f"fraction={fraction} is outside (0, 1]")
         self.fraction = float(fraction)
 
-    def size(self, y_pool, num_classes):
-        return max(1, math.ceil(self.fraction * len(y_pool) - 1e-9))
+    def size(self, y_pool, num_classes, per_item=1):
+        return max(1, math.ceil(self.fraction * len(y_pool) * per_item - 1e-9))
 
     def label(self):
         return (
@@ -145,8 +151,8 @@ class Fraction(Budget):
 class Full(Budget):
     """Every pool item is labeled."""
 
-    def size(self, y_pool, num_classes):
-        return len(y_pool)
+    def size(self, y_pool, num_classes, per_item=1):
+        return len(y_pool) * per_item
 
     def label(self):
         return "full"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from labelbench.config import ConfigError, check_number
+from labelbench.labels.pool import Observed
 from labelbench.labels.regime import Regime
 
 
@@ -40,12 +41,15 @@ class Symmetric(Regime):
                 f" {num_classes} classes; allowed: [0, {limit:.4g})"
             )
 
-    def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-        y = np.array(y_true, dtype=np.int64, copy=True)
+    def observe(self, given, x, num_classes, rng) -> Observed:
+        y = np.array(given.labels, dtype=np.int64, copy=True)
         flip = _flip_exactly(len(y), self.rate, rng)
         offset = rng.integers(1, num_classes, size=len(y))  # never 0: always another class
         y[flip] = (y[flip] + offset[flip]) % num_classes
-        return y
+        return Observed.of_labels(y)
+
+    def label(self) -> str:
+        return f"symmetric({self.rate:g})"
 
 
 class PairFlip(Regime):
@@ -70,14 +74,17 @@ class PairFlip(Regime):
         if any(p == i for i, p in enumerate(self.pairs)):
             raise ConfigError(f"pairs={self.pairs} maps a class onto itself; pairs must differ")
 
-    def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-        y = np.array(y_true, dtype=np.int64, copy=True)
+    def observe(self, given, x, num_classes, rng) -> Observed:
+        y = np.array(given.labels, dtype=np.int64, copy=True)
         pairs = np.asarray(
             self.pairs if self.pairs is not None else (np.arange(num_classes) + 1) % num_classes
         )
         flip = _flip_exactly(len(y), self.rate, rng)
         y[flip] = pairs[y[flip]]
-        return y
+        return Observed.of_labels(y)
+
+    def label(self) -> str:
+        return f"pairflip({self.rate:g})"
 
 
 class Transition(Regime):
@@ -112,8 +119,12 @@ class Transition(Regime):
                 f" {num_classes} x {num_classes}"
             )
 
-    def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-        y = np.asarray(y_true, dtype=np.int64)
+    def observe(self, given, x, num_classes, rng) -> Observed:
+        y = np.asarray(given.labels, dtype=np.int64)
         cumulative = np.cumsum(self.matrix, axis=1)[y]
         u = rng.random(len(y))[:, None] * cumulative[:, -1:]  # rows sum to 1 up to rounding
-        return np.minimum((u >= cumulative).sum(axis=1), num_classes - 1).astype(np.int64)
+        return Observed.of_labels(np.minimum((u >= cumulative).sum(axis=1), num_classes - 1))
+
+    def label(self) -> str:
+        diagonal = float(np.mean(np.diag(self.matrix)))
+        return f"transition({1 - diagonal:.2g})"  # the mean flip rate

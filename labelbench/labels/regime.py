@@ -1,26 +1,73 @@
-"""Label regimes: what the annotators return for an item, given its true label."""
+"""Label regimes: what the annotators return for an item, given its true label.
+
+A regime acts in two places. Before labels are bought it may reshape the split
+(`select_pool`: a long-tailed pool; `select_test`: a shifted test split). Then it turns
+the labels it is given into what the annotators report (`observe`): noisy labels, crowd
+votes, labeling-function votes, candidate sets. Regimes stack (`Stack`): each stage
+observes what the stage before it reported, the first stage the truth.
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+
+from labelbench.config import ConfigError
+from labelbench.labels.pool import Observed
 
 
 class Regime:
-    """Base regime. `observe` maps true labels to observed labels; it is the only place in
-    the project where ground truth turns into something a strategy sees."""
+    """Base regime: keeps the split, reports the labels it is given, one unit of cost per
+    item. `kind` is what `observe` returns (see labels.pool.Observed)."""
 
     name = "regime"
-
-    def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+    kind = "labels"
+    annotations_per_item = 1  # budget units one revealed item takes (crowd: m annotations)
 
     def check(self, num_classes: int) -> None:
         """Refuse settings that cannot work with this many classes (a transition matrix of
         the wrong size ...) by raising ConfigError. Called before any label is drawn."""
 
+    def select_pool(
+        self, y: np.ndarray, num_classes: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """Positions of the pool items that exist under this regime (None: all of them)."""
+        return None
+
+    def select_test(
+        self, y: np.ndarray, num_classes: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """Positions of the test items to evaluate on (None: all of them)."""
+        return None
+
+    def observe(
+        self, given: Observed, x: np.ndarray, num_classes: int, rng: np.random.Generator
+    ) -> Observed:
+        """What the annotators report for items whose labels (so far) are `given.labels`;
+        `x` holds the items' inputs, one row each. Only kind 'labels' can be observed."""
+        return given
+
+    def observe_val(self, y: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+        """Single labels for validation items. Regimes of kind 'labels' annotate them like
+        the pool; the others (crowd, weak, partial) leave them gold: a small dev set."""
+        if self.kind != "labels":
+            return np.asarray(y, dtype=np.int64)
+        return self.observe(Observed.of_labels(y), None, num_classes, rng).labels
+
     def cost(self, n_items: int) -> float:
-        """Label cost of `n_items` annotated items (one unit each unless a regime says otherwise)."""
+        """Label cost of `n_items` revealed pool items (one unit each by default)."""
         return float(n_items)
+
+    def stats(self, observed: Observed, y_true: np.ndarray) -> dict[str, float | list]:
+        """What the regime realised on the revealed items (votes' accuracy ...), for the
+        record. Statistics every regime has (noise rate, imbalance) are added by reveal."""
+        return {}
+
+    def label(self) -> str:
+        """Short name for tables, with the setting that matters: 'symmetric(0.4)'."""
+        return self.name
 
 
 class Clean(Regime):
@@ -28,5 +75,69 @@ class Clean(Regime):
 
     name = "clean"
 
-    def observe(self, y_true: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-        return np.array(y_true, dtype=np.int64, copy=True)
+
+class Stack(Regime):
+    """Regimes applied in order: `stages` is a mapping (its order is the order of the
+    defaults or command-line entries that built it) or a list. Each stage observes what the
+    one before reported; stages that give no single label (crowd, weak, partial) must come
+    last, since nothing after them has a label to act on."""
+
+    name = "stack"
+
+    def __init__(self, stages: Mapping[str, Regime] | Sequence[Regime]) -> None:
+        items = list(stages.values() if isinstance(stages, Mapping) else stages)
+        if not items:
+            raise ConfigError(
+                "stages is empty; add stages, e.g. +regime@regime.stages.a=longtail"
+                " +regime@regime.stages.b=symmetric"
+            )
+        for stage in items:
+            if not isinstance(stage, Regime):
+                raise ConfigError(f"stages holds {stage!r}, which is not a regime")
+        for before, after in itertools.pairwise(items):
+            if before.kind != "labels":
+                raise ConfigError(
+                    f"stages: {after.name} comes after {before.name}, which gives"
+                    f" {before.kind} annotations rather than single labels; put"
+                    f" {before.name} last"
+                )
+        self.stages = items
+        self.kind = items[-1].kind
+        self.annotations_per_item = items[-1].annotations_per_item
+
+    def check(self, num_classes: int) -> None:
+        for stage in self.stages:
+            stage.check(num_classes)
+
+    def _select(self, method: str, y, num_classes, rng) -> np.ndarray | None:
+        kept = np.arange(len(y))
+        for stage in self.stages:
+            pick = getattr(stage, method)(y[kept], num_classes, rng)
+            if pick is not None:
+                kept = kept[pick]
+        return None if len(kept) == len(y) else kept
+
+    def select_pool(self, y, num_classes, rng):
+        return self._select("select_pool", y, num_classes, rng)
+
+    def select_test(self, y, num_classes, rng):
+        return self._select("select_test", y, num_classes, rng)
+
+    def observe(self, given, x, num_classes, rng):
+        for stage in self.stages:
+            given = stage.observe(given, x, num_classes, rng)
+        return given
+
+    def observe_val(self, y, num_classes, rng):
+        for stage in self.stages:
+            y = stage.observe_val(y, num_classes, rng)
+        return y
+
+    def cost(self, n_items: int) -> float:
+        return self.stages[-1].cost(n_items)  # the last stage's annotators are paid
+
+    def stats(self, observed, y_true):
+        return self.stages[-1].stats(observed, y_true)
+
+    def label(self) -> str:
+        return "+".join(stage.label() for stage in self.stages)

@@ -1,24 +1,53 @@
-"""From ground truth to a LabelPool: the regime produces observed labels, the budget picks
-which pool items are revealed. Depends only on (task, split_seed, regime, budget, seed)."""
+"""From ground truth to a LabelPool. `shape` lets the regime reshape the split (a
+long-tailed pool, a shifted test split); `reveal` has the annotators label the pool and the
+budget pick which items are bought. Both depend only on (task, split_seed, regime, budget,
+seed): never on the strategy or the model."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
-from labelbench.data.task import TaskData
+from labelbench.config import ConfigError
+from labelbench.data.task import Split, TaskData
 from labelbench.labels.budget import Budget, reveal_order
-from labelbench.labels.pool import LabelPool
+from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Regime
 
 # Independent random streams per purpose, so that e.g. changing the regime's draws never
 # moves which items are revealed.
-_STREAM_POOL_ORDER, _STREAM_VAL_ORDER, _STREAM_REGIME = 1, 2, 3
+_STREAM_POOL_ORDER, _STREAM_VAL_ORDER, _STREAM_REGIME, _STREAM_SHAPE = 1, 2, 3, 4
 
 
 def _rng(seed: int, split_seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, split_seed, stream]))
+
+
+def shape(task: TaskData, regime: Regime, seed: int, split_seed: int) -> TaskData:
+    """The task with the pool and test split the regime leaves (the same task when it
+    keeps both). Raises ConfigError when nothing would be left of either."""
+    rng = _rng(seed, split_seed, _STREAM_SHAPE)
+    k = task.num_classes
+    split = task.split
+    pool_pick = regime.select_pool(task.y[split.pool], k, rng)
+    test_pick = regime.select_test(task.y[split.test], k, rng)
+    if pool_pick is None and test_pick is None:
+        return task
+    pool = split.pool if pool_pick is None else split.pool[pool_pick]
+    test = split.test if test_pick is None else split.test[test_pick]
+    for name, items in (("pool", pool), ("test split", test)):
+        if len(items) == 0:
+            raise ConfigError(f"{regime.label()} leaves the {name} empty")
+    return replace(task, split=Split(pool=pool, val=split.val, test=test))
+
+
+def _imbalance(y: np.ndarray, num_classes: int) -> float:
+    """Largest class count over smallest non-empty one (1 for a balanced set)."""
+    counts = np.bincount(y, minlength=num_classes)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if len(counts) else 1.0
 
 
 @dataclass(frozen=True)
@@ -26,13 +55,18 @@ class LabelAccounting:
     """What the labels cost and how good they were; goes into the run record."""
 
     budget: str  # the budget's table label: '20', '4/class', 'full'
-    budget_size: int  # labels the budget pays for
+    budget_size: int  # labels the budget pays for (annotations under a crowd regime)
     count: int  # revealed pool items
     val_count: int  # labeled validation items
     val_paid: bool
     cost: float
-    noise_rate: float  # share of revealed items whose observed label is wrong
+    noise_rate: (
+        float | None
+    )  # share of revealed single labels that are wrong (None: no single labels)
     indices: list[int]  # revealed dataset indices, in reveal order
+    regime: str = "clean"  # the regime's table label: 'symmetric(0.4)', 'longtail(10)+crowd(...)'
+    kind: str = "labels"  # what the annotations are (labels.pool.KINDS)
+    realised: dict[str, Any] = field(default_factory=dict)  # what the regime realised
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,18 +75,25 @@ class LabelAccounting:
 def reveal(
     task: TaskData, regime: Regime, budget: Budget, seed: int, split_seed: int
 ) -> tuple[LabelPool, LabelAccounting]:
-    """Reveal the budget's share of the pool under the regime. Raises ConfigError when the
-    budget does not fit the pool."""
+    """Reveal the budget's share of the pool under the regime (on a task already `shape`d
+    by it). Raises ConfigError when the budget does not fit the pool."""
     pool, val = task.split.pool, task.split.val
     k = task.num_classes
     y_pool, y_val = task.y[pool], task.y[val]
-    n_train, n_val = budget.split_sizes(y_pool, k)
+    per_item = regime.annotations_per_item
+    n_units, n_val = budget.split_sizes(y_pool, k, per_item)
+    n_train = min(len(pool), n_units // per_item)
+    if n_train < 1:
+        raise ConfigError(
+            f"{budget.label()} labels buy no item when each takes {per_item} annotations;"
+            f" allowed: at least {per_item}"
+        )
 
-    # Annotators label every item once, up front, so an item's observed label does not
-    # depend on the budget; the budget only decides which of them are bought.
+    # Annotators label every item once, up front, so an item's annotations do not depend
+    # on the budget; the budget only decides which of them are bought.
     rng = _rng(seed, split_seed, _STREAM_REGIME)
-    observed_pool = regime.observe(y_pool, k, rng)
-    observed_val = regime.observe(y_val, k, rng)
+    observed_pool = regime.observe(Observed.of_labels(y_pool), task.x[pool], k, rng)
+    observed_val = regime.observe_val(y_val, k, rng)
 
     order = reveal_order(y_pool, k, _rng(seed, split_seed, _STREAM_POOL_ORDER), budget.balanced)
     revealed = order[:n_train]
@@ -64,25 +105,40 @@ def reveal(
         )
         val_pos = val_order[: min(n_val, len(val))]
 
-    label_pool = LabelPool(
+    bought = observed_pool.take(revealed)
+    label_pool = LabelPool.from_observed(
         indices=pool[revealed],
-        labels=observed_pool[revealed],
+        observed=bought,
         unlabeled=np.setdiff1d(pool, pool[revealed]),
         val_indices=val[val_pos],
         val_labels=observed_val[val_pos],
         num_classes=k,
     )
     paid_val = len(val_pos) if budget.val_paid else 0
+    noise_rate = None
+    if bought.kind == "labels":
+        noise_rate = float(np.mean(bought.labels != y_pool[revealed])) if len(revealed) else 0.0
+    realised = {
+        "pool_size": len(pool),
+        "pool_imbalance": _imbalance(y_pool, k),
+        "test_size": len(task.split.test),
+        "test_imbalance": _imbalance(task.y[task.split.test], k),
+        "val_noise_rate": float(np.mean(observed_val[val_pos] != y_val[val_pos]))
+        if len(val_pos)
+        else 0.0,
+        **regime.stats(bought, y_pool[revealed]),
+    }
     accounting = LabelAccounting(
         budget=budget.label(),
-        budget_size=n_train + (n_val or 0),
+        budget_size=n_units + (n_val or 0),
         count=len(revealed),
         val_count=len(val_pos),
         val_paid=budget.val_paid,
-        cost=regime.cost(len(revealed) + paid_val),
-        noise_rate=float(np.mean(observed_pool[revealed] != y_pool[revealed]))
-        if len(revealed)
-        else 0.0,
+        cost=regime.cost(len(revealed)) + paid_val,
+        noise_rate=noise_rate,
         indices=[int(i) for i in pool[revealed]],
+        regime=regime.label(),
+        kind=bought.kind,
+        realised=realised,
     )
     return label_pool, accounting

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from labelbench.results.leaderboard import Efficiency, Leaderboard, fmt, matches
+from labelbench.results.leaderboard import LABEL_OF, Efficiency, Leaderboard, fmt, matches
 from labelbench.results.render import html_tables
 from labelbench.results.table import CHOICES, RecordRows
 
@@ -421,7 +421,7 @@ def _failed(boards: Iterable[Leaderboard]) -> str:
 
 
 def _choice(row: dict[str, Any], name: str) -> str:
-    return row["budget_label"] if name == "budget" else str(row.get(name, "?"))
+    return str(row.get(LABEL_OF.get(name, name), "?"))
 
 
 def _order(row: dict[str, Any]):

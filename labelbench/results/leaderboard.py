@@ -157,9 +157,14 @@ class Leaderboard:
         return self.cells.get((row, col)) or Cell()
 
 
+# Fields shown by their table label (with the setting), filterable by either name.
+LABEL_OF = {"budget": "budget_label", "regime": "regime_label"}
+
+
 def _getter(fields: Sequence[str]):
-    """row -> tuple of the fields' values ('budget' reads the budget's table label)."""
-    keys = ["budget_label" if f == "budget" else f for f in fields]
+    """row -> tuple of the fields' values ('budget' and 'regime' read their table labels:
+    '20', 'symmetric(0.4)')."""
+    keys = [LABEL_OF.get(f, f) for f in fields]
     if len(keys) == 1:
         (key,) = keys
         return lambda row: (row[key],)
@@ -170,7 +175,7 @@ def matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
     """True if every `key=value` filter holds (keys: the choice fields, seed, status)."""
     for key, want in filters.items():
         have = str(row["seed"]) if key == "seed" else row.get(key)
-        if key == "budget" and want in (row["budget_label"], row["budget"]):
+        if key in LABEL_OF and want in (row[LABEL_OF[key]], row[key]):
             continue
         if have != want:
             return False

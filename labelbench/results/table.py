@@ -23,7 +23,7 @@ import orjson
 from labelbench.results.atomic import atomic_write
 from labelbench.results.record import SCHEMA_VERSION, RecordError, RunRecord
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 # Parse in worker processes when at least this many files are new or changed (a cold cache
 # over a large store); below it, process start-up costs more than it saves.
@@ -39,6 +39,8 @@ def row_from_record(record: RunRecord, path: str) -> dict[str, Any]:
         "status": record.status,
         **{k: str(record.choices.get(k, "?")) for k in CHOICES},
         "budget_label": str(labels.get("budget", record.choices.get("budget", "?"))),
+        # the regime with its setting ('symmetric(0.4)'); records before it: the YAML stem
+        "regime_label": str(labels.get("regime", record.choices.get("regime", "?"))),
         "budget_size": int(labels.get("budget_size", labels.get("count", 0))),
         "labels": int(labels.get("count", 0)),
         "cost": labels.get("cost"),
@@ -108,7 +110,8 @@ def _parse_all(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None
 
 # The cache stores each row as a flat array (fast to parse): these fields in this order,
 # then an index into the table of distinct `directions`, then one value per metric name.
-_ROW_FIELDS = ("run_key", "status", *CHOICES, "budget_label", "budget_size", "labels", "cost",
+_ROW_FIELDS = ("run_key", "status", *CHOICES, "budget_label", "regime_label", "budget_size",
+               "labels", "cost",
                "seed", "error", "curve")  # fmt: skip
 
 

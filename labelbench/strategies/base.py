@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from labelbench.config import ConfigError
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 
@@ -41,13 +42,40 @@ class Predictor(Protocol):
         ...
 
 
+# For the one-line refusal when a strategy meets annotations it cannot learn from.
+STRATEGIES_FOR = {
+    "labels": "supervised or another strategy for single labels",
+    "crowd": "majority_vote, dawid_skene or soft_crowd",
+    "weak": "lf_majority or label_model",
+    "partial": "proden or complementary",
+}
+GIVES = {
+    "labels": "single labels",
+    "crowd": "crowd annotations",
+    "weak": "labeling-function votes",
+    "partial": "candidate sets",
+}
+
+
 class Strategy(ABC):
     """A learning method. Gets observed labels only (LabelPool) and a label-free view of the
-    task; validation labels are the only ones it may select models with."""
+    task; validation labels are the only ones it may select models with.
 
-    def check(self, pool: LabelPool, task: TaskView) -> None:  # noqa: B027 (optional hook)
-        """Refuse settings that cannot work with these labels (a kNN `k` larger than the
-        labeled set ...) by raising ConfigError. Called before any training starts."""
+    `accepts` names the kinds of annotation (LabelPool.kind) it learns from: single labels
+    unless a strategy says otherwise (crowd votes, labeling-function votes, candidate sets)."""
+
+    accepts: tuple[str, ...] = ("labels",)
+
+    def check(self, pool: LabelPool, task: TaskView) -> None:
+        """Refuse labels this strategy cannot learn from, and settings that cannot work with
+        them (a kNN `k` larger than the labeled set ...), by raising ConfigError. Called
+        before any training starts; overrides call this first."""
+        if pool.kind not in self.accepts:
+            wanted = " or ".join(GIVES[k] for k in self.accepts)
+            raise ConfigError(
+                f"learns from {wanted} but the regime gives {GIVES[pool.kind]};"
+                f" strategies for those: {STRATEGIES_FOR[pool.kind]}"
+            )
 
     @abstractmethod
     def fit(

@@ -28,6 +28,7 @@ class KNN(Strategy):
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
         """Refuse a k larger than the labeled set: there would be too few neighbours."""
+        super().check(pool, task)
         n = len(pool)
         if self.k > n:
             raise ConfigError(f"k={self.k} is larger than the {n} revealed labels; allowed: 1..{n}")

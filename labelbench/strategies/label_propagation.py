@@ -76,6 +76,7 @@ class LabelPropagation(LightningStrategy):
         self.weighted = bool(weighted)
 
     def check(self, pool, task) -> None:
+        super().check(pool, task)
         check_graph_k(self.k, pool)
 
     def propagated(self, pool, task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

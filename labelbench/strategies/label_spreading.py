@@ -41,6 +41,7 @@ class LabelSpreading(Strategy):
         self.max_iter = check_int("max_iter", max_iter, least=1)
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
+        super().check(pool, task)
         check_graph_k(self.k, pool)
 
     def fit(self, pool, task, model, trainer, *, seed: int, checkpoint=None) -> ClassifierPredictor:

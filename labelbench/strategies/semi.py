@@ -135,6 +135,7 @@ class SemiSupervised(LightningStrategy):
         self._num_classes = 0
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
+        super().check(pool, task)
         # Image augmentations on vectors and the like: refused before training. (The model
         # is not known here: by_modality's choice for it is bound in fit.)
         self.augment.bind(task)
