@@ -97,7 +97,7 @@ class Stack(Regime):
         for before, after in itertools.pairwise(items):
             if before.kind != "labels":
                 raise ConfigError(
-                    f"stages: {after.name} comes after {before.name}, which gives"
+                    f"stage {after.name} comes after {before.name}, which gives"
                     f" {before.kind} annotations rather than single labels; put"
                     f" {before.name} last"
                 )
