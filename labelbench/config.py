@@ -189,7 +189,9 @@ def run_key(cfg: DictConfig) -> str:
 
 def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -> dict[str, str]:
     """The public names of the components: Hydra's group choices when known (YAML stems),
-    else the last part of each `_target_`."""
+    else the last part of each `_target_`. A strategy whose nested options differ from its
+    YAML's defaults is named with them, so that leaderboards tell the variants apart:
+    'supervised[loss=gce]', 'fixmatch[augment=none]'."""
     names = {}
     for group in ("dataset", "regime", "budget", "strategy", "model"):
         if hydra_choices and hydra_choices.get(group):
@@ -197,4 +199,26 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
         else:
             target = str(cfg[group].get("_target_", group))
             names[group] = target.rsplit(".", 1)[-1].lower()
+    if hydra_choices and hydra_choices.get("strategy"):
+        names["strategy"] += _variant(str(hydra_choices["strategy"]), hydra_choices)
     return names
+
+
+def _variant(strategy: str, hydra_choices: dict[str, str]) -> str:
+    """'[loss=gce]' for the `strategy/<sub>` choices that differ from the strategy YAML's
+    own defaults list ('' when none do)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "conf" / "strategy" / f"{strategy}.yaml"
+    defaults: dict[str, str] = {}
+    if path.is_file():
+        for entry in OmegaConf.load(path).get("defaults", []) or []:
+            if isinstance(entry, DictConfig):
+                defaults.update({str(k): str(v) for k, v in entry.items()})
+    changed = [
+        f"{key.split('/', 1)[1]}={value}"
+        for key, value in sorted(hydra_choices.items())
+        if key.startswith("strategy/") and value is not None
+        and str(value) != defaults.get(key.split("/", 1)[1])
+    ]
+    return f"[{','.join(changed)}]" if changed else ""
