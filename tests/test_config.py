@@ -156,3 +156,17 @@ def test_check_number_bounds(interval, inside, outside):
     for value in (True, "0.5", None):
         with pytest.raises(ConfigError):
             check_number("x", value, interval)
+
+
+def test_strategy_variants_are_named_by_their_changed_nested_options(compose_fast):
+    """A leaderboard must tell supervised with GCE from supervised with cross-entropy."""
+    from labelbench.config import choices_from
+
+    for overrides, name in [
+        ((), "supervised"),
+        (("strategy/loss=gce",), "supervised[loss=gce]"),
+        (("strategy=fixmatch", "strategy/augment=none"), "fixmatch[augment=none]"),
+        (("strategy=fixmatch",), "fixmatch"),
+    ]:
+        cfg, choices = compose_fast(*overrides)
+        assert choices_from(cfg, choices)["strategy"] == name
