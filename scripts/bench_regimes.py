@@ -1,0 +1,180 @@
+"""Label regimes and the strategies built for them, on digits with the MLP, seeds 0-2, the
+same splits and revealed items for every strategy of a regime: the quality targets of
+issue 6, each with the figures that decide it, and the leaderboard of every sweep.
+
+    .venv/bin/python scripts/bench_regimes.py [--results results/bench-regimes]
+        [--seeds 0,1,2] [--only noise,crowd,weak,partial,longtail] [extra overrides]
+
+Records go to --results and the sweeps skip runs already recorded there, so an interrupted
+benchmark resumes where it stopped; delete the folder to measure from scratch. Exits 1 if
+a target is missed or a run failed.
+
+Targets:
+- realised symmetric noise is within 1 point of the configured rate on pools >= 1000
+  (digits' pool: 1169 items; rates 0.1-0.8, seeds 0-4; no training);
+- under 40% symmetric noise at full budget, gce or coteaching beats cross-entropy
+  (supervised) by >= 3 points of mean test accuracy;
+- with 3 annotators of 70% accuracy, dawid_skene >= majority_vote (mean test accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labelbench.results.leaderboard import build_leaderboards
+from labelbench.results.render import to_markdown
+from labelbench.results.table import load_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COMMON = ["dataset=digits", "model=mlp", "logger=none"]
+NOISE_GAIN = 0.03
+
+# Each sweep: one regime (or a few), the strategies that learn from what it gives.
+SWEEPS = {
+    "noise": [
+        ["regime=symmetric", "regime.rate=0.4", "budget=full",
+         "strategy=supervised,label_smoothing,coteaching,elr,cl_filter,distill"],
+        ["regime=symmetric", "regime.rate=0.4", "budget=full", "strategy=supervised",
+         "strategy/loss=gce,sce,mae,bootstrap"],
+    ],
+    "crowd": [
+        ["regime=crowd", "regime.annotators=3", "regime.per_item=3", "regime.accuracy=0.7",
+         "budget=total", "budget.total=300,3507",
+         "strategy=majority_vote,dawid_skene,soft_crowd"],
+    ],
+    "weak": [
+        ["regime=weak", "budget=full", "strategy=lf_majority,label_model"],
+    ],
+    "partial": [
+        ["regime=partial,complementary", "budget=full", "strategy=proden,complementary"],
+    ],
+    "longtail": [
+        ["regime=stack", "regime.stages.imbalance.ratio=20", "regime.stages.noise.rate=0.3",
+         "budget=full", "strategy=supervised,coteaching"],
+        ["regime=stack", "regime.stages.imbalance.ratio=20", "regime.stages.noise.rate=0.3",
+         "budget=full", "strategy=supervised", "strategy/loss=gce"],
+    ],
+}  # fmt: skip
+
+
+def realised_noise(seeds=range(5), rates=(0.1, 0.2, 0.4, 0.6, 0.8)) -> tuple[float, int]:
+    """Largest |realised - configured| symmetric noise rate over the digits pool."""
+    from labelbench.data.sources import Digits
+    from labelbench.labels import Full, Symmetric, reveal
+
+    task = Digits().load(split_seed=0)
+    worst = 0.0
+    for rate in rates:
+        for seed in seeds:
+            _, acc = reveal(task, Symmetric(rate), Full(), seed=seed, split_seed=0)
+            worst = max(worst, abs(acc.noise_rate - rate))
+    return worst, len(task.split.pool)
+
+
+def sweep(results: Path, seeds: str, overrides: list[str], extra: list[str]) -> int:
+    cmd = [str(BIN / "labelbench-run"), "-m", *COMMON, *overrides, f"seed={seeds}",
+           f"paths.results_dir={results}", *extra]  # fmt: skip
+    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL).returncode
+
+
+def means(rows: list[dict], regime_prefix: str, budget: str) -> dict[str, float]:
+    """Mean test accuracy per strategy over the ok runs of one regime label and budget."""
+    scores: dict[str, list[float]] = {}
+    for r in rows:
+        if r["status"] == "ok" and r["regime_label"].startswith(regime_prefix):
+            if r["budget_label"] == budget:
+                scores.setdefault(r["strategy"], []).append(r["metrics"]["test/acc"])
+    return {s: float(np.mean(v)) for s, v in scores.items()}
+
+
+def check_targets(rows: list[dict], only: set[str]) -> list[tuple[str, bool, str]]:
+    verdicts = []
+    worst, pool = realised_noise()
+    verdicts.append(
+        (
+            "realised symmetric noise within 0.01 of the rate (pool >= 1000)",
+            worst <= 0.01 and pool >= 1000,
+            f"worst gap {worst:.4f} on a pool of {pool}",
+        )
+    )
+    if "noise" in only:
+        m = means(rows, "symmetric(0.4)", "full")
+        ce = m.get("supervised")
+        robust = {s: m[s] for s in ("supervised[loss=gce]", "coteaching") if s in m}
+        if ce is None or not robust:
+            verdicts.append(("40% symmetric: gce or coteaching >= CE + 3", False, "missing"))
+        else:
+            best = max(robust, key=robust.get)
+            gain = robust[best] - ce
+            verdicts.append(
+                (
+                    f"40% symmetric, full: gce or coteaching >= CE + {NOISE_GAIN:.2f}",
+                    gain >= NOISE_GAIN,
+                    f"{best} {robust[best]:.3f} vs CE {ce:.3f} ({gain:+.3f}); "
+                    + ", ".join(f"{s} {v:.3f}" for s, v in sorted(robust.items())),
+                )
+            )
+    if "crowd" in only:
+        for budget in ("300", "3507"):
+            m = means(rows, "crowd(3of3@0.7)", budget)
+            ds, mv = m.get("dawid_skene"), m.get("majority_vote")
+            verdicts.append(
+                (
+                    f"3 annotators at 70%, {budget} annotations: dawid_skene >= majority_vote",
+                    ds is not None and mv is not None and ds >= mv,
+                    f"dawid_skene {ds:.3f} vs majority_vote {mv:.3f} ({ds - mv:+.3f})"
+                    if ds is not None and mv is not None
+                    else "missing",
+                )
+            )
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(ROOT / "results" / "bench-regimes"))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--only", default=",".join(SWEEPS))
+    args, extra = parser.parse_known_args()
+    results = Path(args.results).resolve()
+    only = set(args.only.split(","))
+    unknown = only - set(SWEEPS)
+    if unknown:
+        parser.error(f"--only {','.join(sorted(unknown))}: allowed: {', '.join(SWEEPS)}")
+
+    t0 = time.perf_counter()
+    codes = [
+        sweep(results, args.seeds, overrides, extra)
+        for family in SWEEPS
+        if family in only
+        for overrides in SWEEPS[family]
+    ]
+    wall = time.perf_counter() - t0
+
+    rows = load_rows(results).rows
+    boards = build_leaderboards(
+        rows, row_fields=("strategy",), col_fields=("regime", "budget"),
+        filters={"dataset": "digits", "model": "mlp"},
+    )  # fmt: skip
+    print(to_markdown(boards))
+    verdicts = check_targets(rows, only)
+    print("| target | met | figures |")
+    print("|---|---|---|")
+    for target, met, figures in verdicts:
+        print(f"| {target} | {'yes' if met else 'NO'} | {figures} |")
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(f"\n{len(rows)} records ({failed} failed) in {results}; sweeps took {wall:.0f} s")
+    if failed or any(codes) or not all(met for _, met, _ in verdicts):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
