@@ -89,9 +89,9 @@ def means(rows: list[dict], regime_prefix: str, budget: str) -> dict[str, float]
     """Mean test accuracy per strategy over the ok runs of one regime label and budget."""
     scores: dict[str, list[float]] = {}
     for r in rows:
-        if r["status"] == "ok" and r["regime_label"].startswith(regime_prefix):
-            if r["budget_label"] == budget:
-                scores.setdefault(r["strategy"], []).append(r["metrics"]["test/acc"])
+        ok = r["status"] == "ok" and r["budget_label"] == budget
+        if ok and r["regime_label"].startswith(regime_prefix):
+            scores.setdefault(r["strategy"], []).append(r["metrics"]["test/acc"])
     return {s: float(np.mean(v)) for s, v in scores.items()}
 
 
