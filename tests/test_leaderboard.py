@@ -311,3 +311,23 @@ def test_budget_curve_from_per_round_points(tmp_path):
         (100, 0.85, 2),
     ]
     assert eff.aubc == pytest.approx(((40 * (0.55 + 0.7) / 2) + (40 * (0.7 + 0.85) / 2)) / 80)
+
+
+def test_regime_columns_show_the_regime_with_its_setting(tmp_path):
+    """Two noise rates of one regime option are two columns, filterable by either name;
+    records without a regime label fall back to the YAML name."""
+    results = tmp_path / "results"
+    store = RecordStore(results)
+    for rate, accs in (("0.2", [0.9, 0.91]), ("0.4", [0.8, 0.82])):
+        for seed, acc in enumerate(accs):
+            r = record("supervised", "full", seed, acc, regime="symmetric")
+            r.run_key += rate
+            r.labels["regime"] = f"symmetric({rate})"
+            store.write(r)
+    store.write(record("supervised", "full", 0, 0.95))  # an older record: no label
+    (lb,) = boards_of(results)
+    assert [c[0] for c in lb.cols] == ["clean", "symmetric(0.2)", "symmetric(0.4)"]
+    assert lb.cell(("supervised",), ("symmetric(0.4)", "full")).mean == pytest.approx(0.81)
+    for want in ("symmetric", "symmetric(0.2)"):
+        (only,) = boards_of(results, filters={"regime": want})
+        assert {c[0] for c in only.cols} <= {"symmetric(0.2)", "symmetric(0.4)"}
