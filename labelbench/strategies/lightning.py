@@ -154,8 +154,13 @@ class LabelModule(pl.LightningModule):
 
     def next_labeled(self) -> tuple[Tensor, Tensor]:
         """The next labeled minibatch: inputs and observed labels."""
+        return self.next_labeled_at()[1:]
+
+    def next_labeled_at(self) -> tuple[Tensor, Tensor, Tensor]:
+        """next_labeled, with the batch's positions among the labeled items (rows of
+        train_y) first: for methods that keep a state per item (PRODEN's confidences)."""
         pick = next(self.labeled)
-        return self.data["x"][self.data["train_idx"][pick]], self.data["train_y"][pick]
+        return pick, self.data["x"][self.data["train_idx"][pick]], self.data["train_y"][pick]
 
     # -- checkpoints -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

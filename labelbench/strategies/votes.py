@@ -1,0 +1,155 @@
+"""Strategies for votes: crowd annotations and labeling-function votes. Each turns the
+revealed items' votes into one target per item (labelbench.strategies.aggregate), then
+trains the run's network on those targets with the shared loop, as supervised does.
+
+Crowd (kind 'crowd'): majority_vote, dawid_skene, soft_crowd. Weak supervision (kind
+'weak'): lf_majority and label_model, the same aggregations over labeling functions, whose
+abstains the label model learns from. Items without any vote carry no label and are left
+out of training (`fit/unvoted` counts them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from labelbench.config import ConfigError, check_int, check_number
+from labelbench.labels.pool import LabelPool
+from labelbench.strategies.aggregate import (
+    TIES,
+    dawid_skene,
+    has_vote,
+    majority_vote,
+    vote_counts,
+    vote_distribution,
+)
+from labelbench.strategies.lightning import LightningStrategy, NetPredictor
+from labelbench.strategies.supervised import SupervisedModule
+
+
+class FromVotes(LightningStrategy):
+    """Base: aggregate the votes into targets, then cross-entropy on them (class ids, or
+    rows of class probabilities for soft targets), early stopping on the validation split.
+    Subclasses say how in `targets`. Arguments as LightningStrategy."""
+
+    accepts: tuple[str, ...] = ("crowd",)
+    module_class = SupervisedModule
+
+    def targets(
+        self, votes: np.ndarray, num_classes: int, seed: int
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """For votes of items that all have one at least: (items,) class ids or (items,
+        classes) probabilities, and floats for fit_info."""
+        raise NotImplementedError
+
+    def fit(
+        self,
+        pool: LabelPool,
+        task,
+        model,
+        trainer,
+        *,
+        seed: int,
+        checkpoint=None,
+    ) -> NetPredictor:
+        voted = has_vote(pool.votes)
+        if not voted.any():
+            raise ValueError("no revealed item has a vote to train on")
+        y, info = self.targets(pool.votes[voted], pool.num_classes, seed)
+        data = self.tensors(pool, task)
+        data["train_idx"] = torch.tensor(pool.indices[voted])
+        # Probabilities as float32, the network's dtype; class ids stay int64.
+        data["train_y"] = torch.tensor(y, dtype=torch.float32 if y.ndim == 2 else torch.int64)
+        predictor = self.train(data, task, model, trainer, seed=seed, checkpoint=checkpoint)
+        predictor.fit_info.update(
+            {"trained_on": float(voted.sum()), "unvoted": float((~voted).sum()), **info}
+        )
+        return predictor
+
+
+class MajorityVote(FromVotes):
+    """The most voted class per item. ties: 'random' (one of the tied classes, seeded by the
+    run's seed) or 'lowest' (the lowest class id)."""
+
+    def __init__(self, *args: Any, ties: str = "random", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if ties not in TIES:
+            raise ConfigError(f"ties={ties!r} is not one of {', '.join(TIES)}")
+        self.ties = ties
+
+    def targets(self, votes, num_classes, seed):
+        counts = vote_counts(votes, num_classes)
+        tied = (counts == counts.max(axis=1, keepdims=True)).sum(axis=1) > 1
+        labels = majority_vote(votes, num_classes, self.ties, seed)
+        return labels, {"tied": float(tied.sum())}
+
+
+class SoftCrowd(FromVotes):
+    """Each item's share of votes per class as a soft target: disagreement among the
+    annotators stays in the target (Peterson et al. 2019, learning from the label
+    distribution)."""
+
+    def targets(self, votes, num_classes, seed):
+        soft = vote_distribution(votes, num_classes)
+        return soft, {"mean_target_max": float(soft.max(axis=1).mean())}
+
+
+class DawidSkene(FromVotes):
+    """Dawid–Skene EM: a confusion matrix per annotator and class priors, then the
+    posterior over each item's true class. soft: train on the posteriors themselves rather
+    than their argmax. max_iter, tol: EM stops after max_iter iterations or once no
+    posterior moves by more than tol. smoothing: Laplace pseudo-count (> 0) added to every
+    count. A missing vote is missing at random (the annotator was not asked)."""
+
+    abstain = False  # how a -1 vote is read; see aggregate.dawid_skene
+
+    def __init__(
+        self,
+        *args: Any,
+        soft: bool = False,
+        max_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(soft, bool):
+            raise ConfigError(f"soft={soft!r} must be true or false")
+        self.soft = soft
+        self.max_iter = check_int("max_iter", max_iter, least=1, unit="EM iterations")
+        self.tol = check_number("tol", tol, "(0, inf)")
+        self.smoothing = check_number("smoothing", smoothing, "(0, inf)")
+
+    def targets(self, votes, num_classes, seed):
+        fit = dawid_skene(
+            votes, num_classes, self.max_iter, self.tol, self.smoothing, abstain=self.abstain
+        )
+        post = fit.posteriors
+        info = {
+            "em_iterations": float(fit.iterations),
+            "em_converged": float(fit.converged),
+            "mean_posterior_max": float(post.max(axis=1).mean()),
+        }
+        return (post if self.soft else post.argmax(axis=1)), info
+
+
+class LFMajority(MajorityVote):
+    """Majority vote of the labeling functions that did not abstain (ties as majority_vote)."""
+
+    accepts = ("weak",)
+
+
+class LabelModel(DawidSkene):
+    """A generative label model over the labeling functions (Dawid–Skene, as in Snorkel's
+    and WRENCH's unsupervised label models): per function, the probability of each vote and
+    of abstaining given the true class, and class priors; then the end model (the run's
+    network) trains on its posteriors (soft, the default, as Snorkel does) or their argmax.
+    Arguments as dawid_skene."""
+
+    accepts = ("weak",)
+    abstain = True
+
+    def __init__(self, *args: Any, soft: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, soft=soft, **kwargs)
