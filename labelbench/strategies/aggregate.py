@@ -96,9 +96,9 @@ class DawidSkeneFit:
 def dawid_skene(
     votes: np.ndarray,
     num_classes: int,
-    max_iter: int = 100,
+    max_iter: int = 200,
     tol: float = 1e-5,
-    smoothing: float = 1.0,
+    smoothing: float = 0.1,
     abstain: bool = False,
 ) -> DawidSkeneFit:
     """Dawid & Skene (1979): one confusion matrix per source and class priors, fitted by EM.

@@ -109,9 +109,9 @@ class DawidSkene(FromVotes):
         self,
         *args: Any,
         soft: bool = False,
-        max_iter: int = 100,
+        max_iter: int = 200,
         tol: float = 1e-5,
-        smoothing: float = 1.0,
+        smoothing: float = 0.1,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
