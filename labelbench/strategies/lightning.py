@@ -17,6 +17,7 @@ syncs gradients across processes and scales the loss, and the LightningOptimizer
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
@@ -305,17 +306,19 @@ class NetPredictor:
         self.fit_info = fit_info
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.logits(x), 1).double().numpy()
+
+    @torch.no_grad()
+    def logits(self, x: np.ndarray) -> Tensor:
+        """The network's logits for the rows of x, as a float32 CPU tensor."""
         device = next(self.net.parameters()).device
         x = np.asarray(x).reshape(len(x), *self.in_shape)
         out = [
-            torch.softmax(
-                self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float(), 1
-            )
+            self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float()
             for i in range(0, len(x), self.batch_size)
         ]
-        return torch.cat(out).cpu().double().numpy()
+        return torch.cat(out).cpu()
 
 
 class LightningStrategy(Strategy):
@@ -391,12 +394,16 @@ class LightningStrategy(Strategy):
         *,
         seed: int,
         checkpoint: Checkpointing | None = None,
+        make_module: Callable[..., LabelModule] | None = None,
     ) -> NetPredictor:
         """Train a fresh network on `data` (see LabelModule) with the shared loop: early
-        stopping and best weights on validation, checkpoints under `checkpoint`."""
+        stopping and best weights on validation, checkpoints under `checkpoint`.
+        `make_module` (default: `module_class`; a partial may bind more arguments) lets a
+        strategy that trains several networks train them differently (distillation's
+        teachers and student)."""
         pl.seed_everything(seed, workers=False, verbose=False)
         net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
-        module = self.module_class(
+        module = (make_module or self.module_class)(
             net,
             self.optimizer,
             data,
@@ -457,6 +464,14 @@ class LightningStrategy(Strategy):
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
         return NetPredictor(module.eval_net, tuple(task.input_shape), info)
+
+
+def sub_checkpoint(checkpoint: Checkpointing | None, name: str) -> Checkpointing | None:
+    """The checkpoints of one of several networks a fit trains (a fold, a teacher ...), in
+    their own folder, so a relaunch resumes the network it was training."""
+    return (
+        None if checkpoint is None else dataclasses.replace(checkpoint, dir=checkpoint.dir / name)
+    )
 
 
 def usable_checkpoint(path) -> Any:
