@@ -218,7 +218,8 @@ def _variant(strategy: str, hydra_choices: dict[str, str]) -> str:
     changed = [
         f"{key.split('/', 1)[1]}={value}"
         for key, value in sorted(hydra_choices.items())
-        if key.startswith("strategy/") and value is not None
+        if key.startswith("strategy/")
+        and value is not None
         and str(value) != defaults.get(key.split("/", 1)[1])
     ]
     return f"[{','.join(changed)}]" if changed else ""

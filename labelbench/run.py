@@ -147,6 +147,10 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     with config_group("strategy"):
         parts.strategy.check(pool, task.view())
+    if parts.strategy.upper_bound:  # a marked upper bound: true labels of the whole pool
+        from labelbench.labels import Clean, Full
+
+        parts.strategy.oracle_pool, _ = reveal(task, Clean(), Full(), cfg.seed, cfg.split_seed)
     timings = {"load_s": time.perf_counter() - t_start}
     checkpoint = Checkpointing(
         Path(cfg.paths.results_dir) / "checkpoints" / key, int(cfg.checkpoint.every_steps)
@@ -186,13 +190,18 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
 
     from labelbench.metrics import directions
 
+    names = choices_from(cfg, choices)
+    labels = accounting.to_dict()
+    if parts.strategy.upper_bound:
+        names["strategy"] += "[oracle]"
+        labels["upper_bound"] = True
     record = RunRecord(
         run_key=key,
         status="failed" if error else "ok",
-        choices=choices_from(cfg, choices),
+        choices=names,
         seed=int(cfg.seed),
         split_seed=int(cfg.split_seed),
-        labels=accounting.to_dict(),
+        labels=labels,
         metrics=metrics,
         directions=directions(metrics),
         curve=[],

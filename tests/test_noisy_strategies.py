@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,46 @@ def test_strategy_runs_on_noisy_labels(strategy, compose_fast):
     if strategy == "distill":
         assert record.metrics["fit/teachers"] == 2
         assert record.metrics["fit/distilled"] > 120  # the whole pool (unlabeled: true)
+
+
+def test_distill_from_an_oracle_teacher_is_a_marked_upper_bound(compose_fast, monkeypatch):
+    """teacher_labels=oracle: the teachers learn the true labels of the whole pool (handed
+    over by the run, not reachable from the LabelPool), and the record says so."""
+    seen = {}
+    tensors = Distill.tensors
+
+    def spy(self, pool, task):
+        seen.setdefault("pools", []).append(pool)
+        return tensors(self, pool, task)
+
+    monkeypatch.setattr(Distill, "tensors", spy)
+    cfg, choices = compose_fast(
+        *_overrides("distill", "strategy.teacher_labels=oracle"), fast=False
+    )
+    record = run(cfg, choices)
+    assert record.status == "ok", record.error
+    assert record.choices["strategy"] == "distill[oracle]" and record.labels["upper_bound"]
+    revealed, oracle = seen["pools"]
+    task = build(cfg, run_key(cfg)).source.load(cfg.split_seed)
+    assert len(revealed) == 120 and np.array_equal(np.sort(oracle.indices), task.split.pool)
+    assert np.array_equal(oracle.labels, task.y[oracle.indices])  # true labels, no noise
+    assert not np.array_equal(revealed.labels, task.y[revealed.indices])  # 20% noisy
+    plain = run(*compose_fast(*_overrides("distill"), fast=False))
+    assert "upper_bound" not in plain.labels and plain.choices["strategy"] == "distill"
+
+
+def test_oracle_teacher_outside_a_run_is_refused(compose_fast):
+    cfg, _ = compose_fast(*_overrides("distill", "strategy.teacher_labels=oracle"), fast=False)
+    parts = build(cfg, run_key(cfg))
+    task = parts.source.load(0)
+    pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
+    assert parts.strategy.upper_bound and parts.strategy.oracle_pool is None
+    with pytest.raises(ValueError, match="teacher_labels=oracle needs the run"):
+        parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=0)
+    with pytest.raises(
+        ConfigError, match="teacher_labels='teacher' is not one of revealed, oracle"
+    ):
+        Distill(OPTIMIZER, teacher_labels="teacher")
 
 
 @pytest.mark.parametrize("loss", LOSSES)

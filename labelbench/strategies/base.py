@@ -65,6 +65,11 @@ class Strategy(ABC):
     unless a strategy says otherwise (crowd votes, labeling-function votes, candidate sets)."""
 
     accepts: tuple[str, ...] = ("labels",)
+    # A marked upper bound (distill with teacher=oracle) learns from the true labels of the
+    # whole pool: the run hands them over as `oracle_pool` (clean, full budget) before fit,
+    # and marks the record and the strategy's table name. No other strategy sees them.
+    upper_bound: bool = False
+    oracle_pool: LabelPool | None = None
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
         """Refuse labels this strategy cannot learn from, and settings that cannot work with

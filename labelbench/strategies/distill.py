@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelbench.config import check_int, check_number
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.strategies.lightning import LabelModule, NetPredictor, sub_checkpoint
 from labelbench.strategies.supervised import Supervised, SupervisedModule
 
@@ -52,10 +52,15 @@ class DistillModule(LabelModule):
         return per_item.mean()
 
 
+TEACHER_LABELS = ("revealed", "oracle")
+
+
 class Distill(Supervised):
     """Knowledge distillation. teachers: networks trained on the revealed labels with
     `loss` (>= 1; several, each with its own seed, form an ensemble whose softened
-    predictions are averaged). temperature: T > 0 softening teacher and student logits
+    predictions are averaged). teacher_labels: 'revealed' (what the budget bought), or
+    'oracle': the true labels of the whole pool, a marked upper bound (the record says
+    `upper_bound` and the table names it distill[oracle]). temperature: T > 0 softening teacher and student logits
     (the KL term is scaled by T^2, as in Hinton et al.). alpha: weight of the KL term, in
     [0, 1]; 1 - alpha weighs `loss` on the revealed labels. unlabeled: the student also
     distils on the unrevealed pool items (no label, KL term only). Other arguments as
@@ -68,9 +73,15 @@ class Distill(Supervised):
         temperature: float = 2.0,
         alpha: float = 0.7,
         unlabeled: bool = True,
+        teacher_labels: str = "revealed",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if teacher_labels not in TEACHER_LABELS:
+            raise ConfigError(
+                f"teacher_labels={teacher_labels!r} is not one of {', '.join(TEACHER_LABELS)}"
+            )
+        self.upper_bound = teacher_labels == "oracle"
         self.teachers = check_int("teachers", teachers, least=1)
         self.temperature = check_number("temperature", temperature, "(0, inf)")
         self.alpha = check_number("alpha", alpha, "[0, 1]")
@@ -80,6 +91,12 @@ class Distill(Supervised):
         if len(pool) == 0:
             raise ValueError("no labeled items to train on")
         base = self.tensors(pool, task)
+        if self.upper_bound:
+            if self.oracle_pool is None:
+                raise ValueError("teacher_labels=oracle needs the run to hand over oracle_pool")
+            teach = self.tensors(self.oracle_pool, task)
+        else:
+            teach = base
         students = (
             np.concatenate([pool.indices, pool.unlabeled]) if self.unlabeled else pool.indices
         )
@@ -88,7 +105,7 @@ class Distill(Supervised):
         for i in range(self.teachers):
             where = sub_checkpoint(checkpoint, f"teacher{i}")
             teacher = self.train(
-                base,
+                teach,
                 task,
                 model,
                 trainer,
