@@ -46,13 +46,21 @@ def config_group(group: str) -> Iterator[None]:
         yield
     except InstantiationException as e:
         cause = e.__cause__
-        if isinstance(cause, ConfigError):
-            raise _in_group(group, cause) from None
+        if isinstance(cause, ConfigError):  # named by the nested node: strategy.loss.q=...
+            raise _in_group(_full_key(e) or group, cause) from None
         if isinstance(cause, TypeError):  # unexpected or missing constructor argument
             raise ConfigError(f"{group}: {cause}") from None
         raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
     except ConfigError as e:
         raise _in_group(group, e) from None
+
+
+def _full_key(error: Exception) -> str | None:
+    """The config node Hydra was instantiating when `error` was raised ('strategy.loss')."""
+    for line in str(error).splitlines():
+        if line.startswith("full_key: "):
+            return line.removeprefix("full_key: ").strip() or None
+    return None
 
 
 def _in_group(group: str, error: ConfigError) -> ConfigError:

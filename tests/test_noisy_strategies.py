@@ -383,6 +383,6 @@ def test_cli_refuses_a_bad_loss_argument(tmp_path):
     detail = f"rc={proc.returncode}\n{proc.stderr}"
     assert proc.returncode == 2, detail
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
-    assert len(lines) == 1 and "q=1.5 is outside (0, 1]" in lines[0], detail
+    assert lines == [f"{ERROR_PREFIX} strategy.loss.q=1.5 is outside (0, 1]"], detail
     assert "Traceback" not in proc.stderr
     assert not list(results.glob("runs/*.json"))
