@@ -6,19 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from labelbench.config import ConfigError, check_int, check_number
-from labelbench.labels.pool import NO_LABEL, Observed
+from labelbench.labels.pool import NO_LABEL, Observed, vote_counts
 from labelbench.labels.regime import Regime
 
 
 def majority(votes: np.ndarray, num_classes: int) -> np.ndarray:
-    """Most frequent vote per row (-1 = no vote; ties go to the lowest class; -1 for a row
-    without votes). For statistics only: the crowd strategies aggregate for themselves."""
-    counts = np.zeros((len(votes), num_classes), dtype=np.int64)
-    rows, cols = np.nonzero(votes >= 0)
-    np.add.at(counts, (rows, votes[rows, cols]), 1)
-    out = counts.argmax(axis=1)
-    out[counts.sum(axis=1) == 0] = NO_LABEL
-    return out
+    """Most frequent vote per row (ties go to the lowest class; -1 for a row without
+    votes). For statistics only: the crowd strategies aggregate for themselves."""
+    counts = vote_counts(votes, num_classes)
+    return np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), NO_LABEL)
 
 
 class Crowd(Regime):

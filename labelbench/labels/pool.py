@@ -19,6 +19,14 @@ def _readonly(a: np.ndarray | None, dtype: type) -> np.ndarray | None:
     return a
 
 
+def vote_counts(votes: np.ndarray, num_classes: int) -> np.ndarray:
+    """(items, classes): how many sources voted for each class (-1 = no vote)."""
+    counts = np.zeros((len(votes), num_classes), dtype=np.int64)
+    i, s = np.nonzero(votes != NO_LABEL)
+    np.add.at(counts, (i, votes[i, s]), 1)
+    return counts
+
+
 @dataclass(frozen=True)
 class Observed:
     """The annotations of n items, row-aligned with the items a regime was given.

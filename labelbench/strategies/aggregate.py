@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labelbench.labels.pool import vote_counts as pool_vote_counts
+
 NO_VOTE = -1
 TIES = ("random", "lowest")
 
@@ -41,11 +43,7 @@ def has_vote(votes: np.ndarray) -> np.ndarray:
 
 def vote_counts(votes: np.ndarray, num_classes: int) -> np.ndarray:
     """(items, classes): how many sources voted for each class."""
-    votes = _check_votes(votes, num_classes)
-    counts = np.zeros((len(votes), num_classes), dtype=np.int64)
-    i, s = np.nonzero(votes != NO_VOTE)
-    np.add.at(counts, (i, votes[i, s]), 1)
-    return counts
+    return pool_vote_counts(_check_votes(votes, num_classes), num_classes)
 
 
 def vote_distribution(votes: np.ndarray, num_classes: int) -> np.ndarray:
