@@ -321,3 +321,28 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, args, line):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("labelbench-run: error:")]
     assert lines == [f"labelbench-run: error: {line}"], proc.stderr
     assert not list(results.glob("runs/*.json"))
+
+
+@pytest.mark.parametrize("name", ["clean", "crowd", "weak", "partial", "stack"])
+def test_items_bought_one_at_a_time_get_the_answers_a_budget_reveals(digits, name):
+    """The annotators answer every item up front: an active-learning loop buying items in
+    its own order sees exactly what a budget revealing them would."""
+    from labelbench.labels import annotate
+
+    regime = ALL[name]()
+    task = shape(digits, regime, 0, 0)
+    pool, _ = reveal(task, regime, Full(), seed=0, split_seed=0)
+    answers = annotate(task, regime, seed=0, split_seed=0)
+    picks = np.random.default_rng(5).permutation(len(task.split.pool))[:40]
+    bought = answers.label_pool(picks, np.arange(len(task.split.val)))
+    where = {int(i): p for p, i in enumerate(pool.indices)}
+    rows = [where[int(i)] for i in bought.indices]
+    assert np.array_equal(bought.indices, task.split.pool[picks])
+    assert np.array_equal(bought.labels, pool.labels[rows])
+    for field in ("votes", "candidates"):
+        mine, theirs = getattr(bought, field), getattr(pool, field)
+        assert (mine is None and theirs is None) or np.array_equal(mine, theirs[rows])
+    assert np.array_equal(bought.val_labels, pool.val_labels)
+    assert len(bought.unlabeled) == len(task.split.pool) - 40
+    with pytest.raises(ValueError, match="bought only once"):
+        answers.label_pool(np.array([3, 3]), np.arange(2))

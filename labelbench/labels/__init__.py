@@ -8,10 +8,11 @@ from labelbench.labels.noise import PairFlip, Symmetric, Transition
 from labelbench.labels.partial import Complementary, Partial
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Clean, Regime, Stack
-from labelbench.labels.reveal import LabelAccounting, reveal, shape
+from labelbench.labels.reveal import Annotations, LabelAccounting, annotate, reveal, shape
 from labelbench.labels.weak import Weak
 
 __all__ = [
+    "Annotations",
     "Budget",
     "Clean",
     "Complementary",
@@ -32,6 +33,7 @@ __all__ = [
     "Total",
     "Transition",
     "Weak",
+    "annotate",
     "reveal",
     "reveal_order",
     "shape",

@@ -72,6 +72,45 @@ class LabelAccounting:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Annotations:
+    """What the annotators answer for every pool item and every validation item, drawn once,
+    up front, so an item's answer never depends on when, or whether, it is bought. Held by
+    the run (it sits next to the truth); strategies get LabelPools cut from it."""
+
+    pool: np.ndarray  # dataset indices of the pool items
+    observed: Observed  # the answers, row-aligned with `pool`
+    val: np.ndarray  # dataset indices of the validation items
+    val_labels: np.ndarray  # their single labels, row-aligned with `val`
+    num_classes: int
+
+    def label_pool(self, revealed: np.ndarray, val_positions: np.ndarray) -> LabelPool:
+        """The LabelPool with the pool items at positions `revealed` bought, in that order,
+        and the validation items at `val_positions`."""
+        revealed = np.asarray(revealed, dtype=np.int64)
+        if len(np.unique(revealed)) != len(revealed):
+            raise ValueError("an item can be bought only once")
+        return LabelPool.from_observed(
+            indices=self.pool[revealed],
+            observed=self.observed.take(revealed),
+            unlabeled=np.setdiff1d(self.pool, self.pool[revealed]),
+            val_indices=self.val[val_positions],
+            val_labels=self.val_labels[val_positions],
+            num_classes=self.num_classes,
+        )
+
+
+def annotate(task: TaskData, regime: Regime, seed: int, split_seed: int) -> Annotations:
+    """The regime's answers for the task's pool and validation items (a task already `shape`d
+    by the regime)."""
+    pool, val = task.split.pool, task.split.val
+    k = task.num_classes
+    rng = _rng(seed, split_seed, _STREAM_REGIME)
+    observed = regime.observe(Observed.of_labels(task.y[pool]), task.x[pool], k, rng)
+    val_labels = regime.observe_val(task.y[val], k, rng)
+    return Annotations(pool, observed, val, np.asarray(val_labels, dtype=np.int64), k)
+
+
 def reveal(
     task: TaskData, regime: Regime, budget: Budget, seed: int, split_seed: int
 ) -> tuple[LabelPool, LabelAccounting]:
@@ -91,9 +130,8 @@ def reveal(
 
     # Annotators label every item once, up front, so an item's annotations do not depend
     # on the budget; the budget only decides which of them are bought.
-    rng = _rng(seed, split_seed, _STREAM_REGIME)
-    observed_pool = regime.observe(Observed.of_labels(y_pool), task.x[pool], k, rng)
-    observed_val = regime.observe_val(y_val, k, rng)
+    annotations = annotate(task, regime, seed, split_seed)
+    observed_val = annotations.val_labels
 
     order = reveal_order(y_pool, k, _rng(seed, split_seed, _STREAM_POOL_ORDER), budget.balanced)
     revealed = order[:n_train]
@@ -105,15 +143,8 @@ def reveal(
         )
         val_pos = val_order[: min(n_val, len(val))]
 
-    bought = observed_pool.take(revealed)
-    label_pool = LabelPool.from_observed(
-        indices=pool[revealed],
-        observed=bought,
-        unlabeled=np.setdiff1d(pool, pool[revealed]),
-        val_indices=val[val_pos],
-        val_labels=observed_val[val_pos],
-        num_classes=k,
-    )
+    label_pool = annotations.label_pool(revealed, val_pos)
+    bought = annotations.observed.take(revealed)
     paid_val = len(val_pos) if budget.val_paid else 0
     noise_rate = None
     if bought.kind == "labels":
