@@ -56,3 +56,34 @@ def test_cnn_small_on_vectors_is_a_config_error(compose_fast):
         ConfigError, match=r"model.in_shape=\(20,\): model cnn_small needs image inputs"
     ):
         run(cfg, choices)
+
+
+@pytest.mark.parametrize(
+    ("make", "width"),
+    [
+        (lambda: MLP((64,), 10, hidden=(32, 16)), 16),
+        (lambda: CNNSmall((1, 8, 8), 10, hidden=24), 24),
+    ],
+)
+def test_embed_is_what_the_last_layer_reads(make, width):
+    """Penultimate features for embedding-based active-learning queries; the predictor
+    batches them like its logits."""
+    import functools
+
+    import numpy as np
+
+    from labelbench.models import embeds
+    from labelbench.strategies.lightning import NetPredictor
+
+    torch.manual_seed(0)
+    net = make().eval()
+    x = torch.rand(7, *((64,) if isinstance(net, MLP) else (1, 8, 8)))
+    with torch.no_grad():
+        h = net.embed(x)
+        assert h.shape == (7, width)
+        assert torch.allclose(net[-1](h), net(x), atol=1e-6)
+    predictor = NetPredictor(net, tuple(x.shape[1:]), {}, batch_size=3)
+    assert np.allclose(predictor.embed(x.numpy()), h.numpy(), atol=1e-6)
+    assert embeds(functools.partial(type(net))) and not embeds(functools.partial(torch.nn.Linear))
+    with pytest.raises(TypeError, match="Linear exposes no embed"):
+        NetPredictor(torch.nn.Linear(64, 2), (64,), {}).embed(np.zeros((1, 64), "float32"))

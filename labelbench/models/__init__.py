@@ -11,10 +11,30 @@ import functools
 from typing import Any
 
 
+def penultimate(layers: Any, x: Any) -> Any:
+    """x through every layer of a sequential network but the last. (Slicing a Sequential
+    subclass would call its constructor with the layers, which ours do not take.)"""
+    for layer in list(layers)[:-1]:
+        x = layer(x)
+    return x
+
+
+def network_class(model: Any) -> Any:
+    """The network class behind a model factory (a class, or a functools.partial of one, as
+    `_partial_: true` configs give)."""
+    while isinstance(model, functools.partial):
+        model = model.func
+    return model
+
+
+def embeds(model: Any) -> bool:
+    """Whether the network class behind a model factory exposes `embed(x)`: penultimate
+    features, which embedding-based active-learning queries need."""
+    return callable(getattr(network_class(model), "embed", None))
+
+
 def takes_images(model: Any) -> bool | None:
     """The `takes_images` of the network class behind a model factory (a class, or a
     functools.partial of one, as `_partial_: true` configs give), None if it does not say."""
-    while isinstance(model, functools.partial):
-        model = model.func
-    value = getattr(model, "takes_images", None)
+    value = getattr(network_class(model), "takes_images", None)
     return None if value is None else bool(value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from labelbench.config import ConfigError
+from labelbench.models import penultimate
 
 
 class CNNSmall(nn.Sequential):
@@ -53,3 +54,8 @@ class CNNSmall(nn.Sequential):
             nn.Dropout(dropout),
             nn.Linear(int(hidden), num_classes),
         )
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features: what the last linear layer reads (active learning's
+        embeddings)."""
+        return penultimate(self, x)

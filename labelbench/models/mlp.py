@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from labelbench.config import ConfigError
+from labelbench.models import penultimate
 
 
 class MLP(nn.Sequential):
@@ -35,3 +36,8 @@ class MLP(nn.Sequential):
             width = int(h)
         layers.append(nn.Linear(width, num_classes))
         super().__init__(*layers)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features: what the last linear layer reads (active learning's
+        embeddings)."""
+        return penultimate(self, x)

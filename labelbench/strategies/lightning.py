@@ -309,13 +309,23 @@ class NetPredictor:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return torch.softmax(self.logits(x), 1).double().numpy()
 
-    @torch.no_grad()
     def logits(self, x: np.ndarray) -> Tensor:
         """The network's logits for the rows of x, as a float32 CPU tensor."""
+        return self._batched(self.net, x)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """The network's penultimate features for the rows of x (networks with `embed`)."""
+        embed = getattr(self.net, "embed", None)
+        if embed is None:
+            raise TypeError(f"{type(self.net).__name__} exposes no embed(x)")
+        return self._batched(embed, x).double().numpy()
+
+    @torch.no_grad()
+    def _batched(self, fn, x: np.ndarray) -> Tensor:
         device = next(self.net.parameters()).device
         x = np.asarray(x).reshape(len(x), *self.in_shape)
         out = [
-            self.net(torch.as_tensor(x[i : i + self.batch_size], device=device)).float()
+            fn(torch.as_tensor(x[i : i + self.batch_size], device=device)).float()
             for i in range(0, len(x), self.batch_size)
         ]
         return torch.cat(out).cpu()
