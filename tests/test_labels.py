@@ -142,3 +142,31 @@ def test_scrambling_hidden_labels_changes_nothing():
     p1 = LogReg().fit(pool, task.view(), None, None, seed=0).predict_proba(test_x)
     p2 = LogReg().fit(pool2, scrambled.view(), None, None, seed=0).predict_proba(test_x)
     assert np.array_equal(p1, p2)
+
+
+def test_labeler_sells_items_in_the_order_bought_within_the_budget(digits):
+    """What an active-learning loop relies on: a prefix of the seeded reveal order to start
+    with (the items a budget of that size reveals), then its own picks, in order, once each,
+    never beyond the budget, and the record's indices in the order bought."""
+    from labelbench.labels import Labeler
+
+    fixed, _ = reveal(digits, Clean(), Total(10), seed=0, split_seed=0)
+    labeler = Labeler(digits, Clean(), Total(30), seed=0, split_seed=0)
+    assert labeler.capacity == 30 and labeler.left == 30
+    first = labeler.buy_first(10)
+    assert np.array_equal(first.indices, fixed.indices)  # paired with a budget of 10
+    picks = np.setdiff1d(digits.split.pool, first.indices)[[7, 3, 11]]
+    pool = labeler.buy(picks)
+    assert np.array_equal(pool.indices, np.concatenate([first.indices, picks]))
+    assert np.array_equal(pool.labels, digits.y[pool.indices])  # clean regime: the truth
+    assert labeler.left == 17 and labeler.accounting().indices == pool.indices.tolist()
+    for bad, message in [
+        (picks[:1], "bought only once"),
+        (digits.split.test[:1], "is not in the pool"),
+        (np.setdiff1d(digits.split.pool, pool.indices)[:18], "exceeds the budget: 17 of 30"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            labeler.buy(bad)
+    with pytest.raises(ValueError, match="buy_first comes before"):
+        labeler.buy_first(5)
+    assert labeler.left == 17  # a refused purchase buys nothing

@@ -8,7 +8,14 @@ from labelbench.labels.noise import PairFlip, Symmetric, Transition
 from labelbench.labels.partial import Complementary, Partial
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Clean, Regime, Stack
-from labelbench.labels.reveal import Annotations, LabelAccounting, annotate, reveal, shape
+from labelbench.labels.reveal import (
+    Annotations,
+    LabelAccounting,
+    Labeler,
+    annotate,
+    reveal,
+    shape,
+)
 from labelbench.labels.weak import Weak
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "LabelAccounting",
     "LabelPool",
     "LabelShift",
+    "Labeler",
     "LongTail",
     "Observed",
     "PairFlip",

@@ -111,65 +111,136 @@ def annotate(task: TaskData, regime: Regime, seed: int, split_seed: int) -> Anno
     return Annotations(pool, observed, val, np.asarray(val_labels, dtype=np.int64), k)
 
 
+class Labeler:
+    """Sells labels. Holds the regime's answers for every pool item (drawn up front) and the
+    budget's seeded reveal order, and hands out LabelPools of what has been bought, in the
+    order it was bought, never more than the budget pays for. The run holds it, since it
+    sits next to the truth; a strategy sees only the LabelPools it returns.
+
+    A fixed budget buys the first `capacity` items of the reveal order (`buy_first`); an
+    active-learning loop buys a prefix of it to start with, then the items it picks (`buy`).
+    Raises ConfigError when the budget does not fit the pool."""
+
+    def __init__(
+        self, task: TaskData, regime: Regime, budget: Budget, seed: int, split_seed: int
+    ) -> None:
+        self.task, self.regime, self.budget = task, regime, budget
+        pool, val = task.split.pool, task.split.val
+        k = task.num_classes
+        y_pool = task.y[pool]
+        per_item = regime.annotations_per_item
+        self.units, n_val = budget.split_sizes(y_pool, k, per_item)
+        self.val_units = n_val or 0
+        self.capacity = min(len(pool), self.units // per_item)  # items the budget pays for
+        if self.capacity < 1:
+            raise ConfigError(
+                f"{budget.label()} labels buy no item when each takes {per_item} annotations;"
+                f" allowed: at least {per_item}"
+            )
+        # Annotators label every item once, up front, so an item's annotations depend
+        # neither on the budget nor on who buys it when.
+        self.annotations = annotate(task, regime, seed, split_seed)
+        self.order = reveal_order(
+            y_pool, k, _rng(seed, split_seed, _STREAM_POOL_ORDER), budget.balanced
+        )
+        if n_val is None:
+            self.val_positions = np.arange(len(val))
+        else:
+            val_order = reveal_order(
+                task.y[val], k, _rng(seed, split_seed, _STREAM_VAL_ORDER), budget.balanced
+            )
+            self.val_positions = val_order[: min(n_val, len(val))]
+        self._position = {int(i): p for p, i in enumerate(pool)}
+        self._bought: list[int] = []  # positions into the pool, in the order bought
+
+    @property
+    def bought(self) -> np.ndarray:
+        """Dataset indices of the items bought so far, in the order they were bought."""
+        return self.task.split.pool[np.asarray(self._bought, dtype=np.int64)]
+
+    @property
+    def left(self) -> int:
+        """Items the budget still pays for."""
+        return self.capacity - len(self._bought)
+
+    def buy_first(self, n: int) -> LabelPool:
+        """Buy the first n items of the seeded reveal order: the items a budget of n would
+        reveal, the same for every strategy. Only before anything else is bought."""
+        if self._bought:
+            raise ValueError("buy_first comes before any other purchase")
+        return self._buy_positions(self.order[:n])
+
+    def buy(self, indices: np.ndarray) -> LabelPool:
+        """Buy the pool items with these dataset indices; returns the LabelPool of everything
+        bought so far."""
+        positions = []
+        for i in np.asarray(indices, dtype=np.int64).tolist():
+            if i not in self._position:
+                raise ValueError(f"item {i} is not in the pool")
+            positions.append(self._position[i])
+        return self._buy_positions(np.asarray(positions, dtype=np.int64))
+
+    def _buy_positions(self, positions: np.ndarray) -> LabelPool:
+        if len(positions) > self.left:
+            raise ValueError(
+                f"buying {len(positions)} items exceeds the budget: {self.left} of"
+                f" {self.capacity} left"
+            )
+        fresh = set(positions.tolist())
+        if len(fresh) != len(positions) or fresh & set(self._bought):
+            raise ValueError("an item can be bought only once")
+        self._bought += positions.tolist()
+        return self.label_pool()
+
+    def label_pool(self) -> LabelPool:
+        """What has been bought so far, with the validation labels."""
+        return self.annotations.label_pool(
+            np.asarray(self._bought, dtype=np.int64), self.val_positions
+        )
+
+    def accounting(self) -> LabelAccounting:
+        """What the purchases cost and how good their labels were, for the record."""
+        task, regime, k = self.task, self.regime, self.task.num_classes
+        pool, val = task.split.pool, task.split.val
+        y_pool, y_val = task.y[pool], task.y[val]
+        revealed = np.asarray(self._bought, dtype=np.int64)
+        bought = self.annotations.observed.take(revealed)
+        val_pos = self.val_positions
+        noise_rate = None
+        if bought.kind == "labels":
+            noise_rate = float(np.mean(bought.labels != y_pool[revealed])) if len(revealed) else 0.0
+        observed_val = self.annotations.val_labels
+        realised = {
+            "pool_size": len(pool),
+            "pool_imbalance": _imbalance(y_pool, k),
+            "test_size": len(task.split.test),
+            "test_imbalance": _imbalance(task.y[task.split.test], k),
+            "val_noise_rate": float(np.mean(observed_val[val_pos] != y_val[val_pos]))
+            if len(val_pos)
+            else 0.0,
+            **regime.stats(bought, y_pool[revealed]),
+        }
+        paid_val = len(val_pos) if self.budget.val_paid else 0
+        return LabelAccounting(
+            budget=self.budget.label(),
+            budget_size=self.units + self.val_units,
+            count=len(revealed),
+            val_count=len(val_pos),
+            val_paid=self.budget.val_paid,
+            cost=regime.cost(len(revealed)) + paid_val,
+            noise_rate=noise_rate,
+            indices=[int(i) for i in pool[revealed]],
+            regime=regime.label(),
+            kind=bought.kind,
+            realised=realised,
+        )
+
+
 def reveal(
     task: TaskData, regime: Regime, budget: Budget, seed: int, split_seed: int
 ) -> tuple[LabelPool, LabelAccounting]:
     """Reveal the budget's share of the pool under the regime (on a task already `shape`d
-    by it). Raises ConfigError when the budget does not fit the pool."""
-    pool, val = task.split.pool, task.split.val
-    k = task.num_classes
-    y_pool, y_val = task.y[pool], task.y[val]
-    per_item = regime.annotations_per_item
-    n_units, n_val = budget.split_sizes(y_pool, k, per_item)
-    n_train = min(len(pool), n_units // per_item)
-    if n_train < 1:
-        raise ConfigError(
-            f"{budget.label()} labels buy no item when each takes {per_item} annotations;"
-            f" allowed: at least {per_item}"
-        )
-
-    # Annotators label every item once, up front, so an item's annotations do not depend
-    # on the budget; the budget only decides which of them are bought.
-    annotations = annotate(task, regime, seed, split_seed)
-    observed_val = annotations.val_labels
-
-    order = reveal_order(y_pool, k, _rng(seed, split_seed, _STREAM_POOL_ORDER), budget.balanced)
-    revealed = order[:n_train]
-    if n_val is None:
-        val_pos = np.arange(len(val))
-    else:
-        val_order = reveal_order(
-            y_val, k, _rng(seed, split_seed, _STREAM_VAL_ORDER), budget.balanced
-        )
-        val_pos = val_order[: min(n_val, len(val))]
-
-    label_pool = annotations.label_pool(revealed, val_pos)
-    bought = annotations.observed.take(revealed)
-    paid_val = len(val_pos) if budget.val_paid else 0
-    noise_rate = None
-    if bought.kind == "labels":
-        noise_rate = float(np.mean(bought.labels != y_pool[revealed])) if len(revealed) else 0.0
-    realised = {
-        "pool_size": len(pool),
-        "pool_imbalance": _imbalance(y_pool, k),
-        "test_size": len(task.split.test),
-        "test_imbalance": _imbalance(task.y[task.split.test], k),
-        "val_noise_rate": float(np.mean(observed_val[val_pos] != y_val[val_pos]))
-        if len(val_pos)
-        else 0.0,
-        **regime.stats(bought, y_pool[revealed]),
-    }
-    accounting = LabelAccounting(
-        budget=budget.label(),
-        budget_size=n_units + (n_val or 0),
-        count=len(revealed),
-        val_count=len(val_pos),
-        val_paid=budget.val_paid,
-        cost=regime.cost(len(revealed)) + paid_val,
-        noise_rate=noise_rate,
-        indices=[int(i) for i in pool[revealed]],
-        regime=regime.label(),
-        kind=bought.kind,
-        realised=realised,
-    )
-    return label_pool, accounting
+    by it): the first items of the seeded reveal order. Raises ConfigError when the budget
+    does not fit the pool."""
+    labeler = Labeler(task, regime, budget, seed, split_seed)
+    return labeler.buy_first(labeler.capacity), labeler.accounting()
