@@ -1,0 +1,293 @@
+"""Active-learning query strategies: which unlabeled pool items to label next
+(conf/strategy/query/). Plain numpy (scikit-learn for ColdStart's clustering), no torch:
+the active-learning loop computes the model's outputs on the candidates and hands them
+over as arrays in a `Scores`.
+
+Every strategy answers `select(n, candidates, scores, rng)` with positions into
+`candidates`, the most useful first, all distinct. Every random draw, tie-breaks included,
+comes from the caller's `rng`, so the same scores and generator state give the same picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import entr
+
+from labelbench.config import check_int
+
+NEEDS = ("proba", "embedding")
+# Rows of proba may sum to 1 only up to float32 softmax rounding.
+PROBA_ATOL = 1e-3
+# Distance blocks are at most this many floats (64 MiB in float64), whatever the pool size.
+BLOCK = 1 << 23
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the model says about the candidates, one row per candidate; the loop fills the
+    arrays the strategy `needs` and leaves the others None.
+
+    proba (candidates, classes): predicted class probabilities, rows summing to 1.
+    embedding (candidates, d): features of the candidates, e.g. the network's penultimate
+    layer (or the raw inputs where there is no model yet).
+    labeled_embedding (revealed, d): the same features of the items already labeled, filled
+    along with `embedding`; None or no rows when nothing is labeled yet."""
+
+    proba: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    labeled_embedding: np.ndarray | None = None
+
+
+class Query:
+    """A query strategy: picks the next items to label from the unlabeled candidates."""
+
+    needs: frozenset[str] = frozenset()  # the Scores arrays the loop must fill: NEEDS
+
+    def select(
+        self, n: int, candidates: np.ndarray, scores: Scores, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(n,) int64 positions into `candidates` (dataset indices of unlabeled pool items)
+        of the n items to label next, most useful first, all distinct. Raises ValueError
+        when n is not in 1..len(candidates) or an array in `needs` is missing or
+        malformed."""
+        candidates = np.asarray(candidates)
+        if candidates.ndim != 1:
+            raise ValueError(f"candidates must be 1-D (pool indices), got shape {candidates.shape}")
+        m = len(candidates)
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= m:
+            raise ValueError(
+                f"n={n} items to query must be an integer in 1..{m} (the number of candidates)"
+            )
+        checked = _check_scores(self, scores, m)
+        picks = np.asarray(self._select(int(n), m, checked, rng), dtype=np.int64)
+        assert picks.shape == (n,) and len(np.unique(picks)) == n, picks
+        return picks
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+def _check_scores(query: Query, scores: Scores, m: int) -> Scores:
+    """`scores` with the needed arrays as finite 2-D float arrays of m rows, or a ValueError."""
+    name = type(query).__name__
+    if not isinstance(scores, Scores):
+        raise ValueError(f"{name} needs a Scores, got {type(scores).__name__}")
+    arrays: dict[str, np.ndarray | None] = {}
+    for field in NEEDS:
+        value = getattr(scores, field)
+        if field not in query.needs:
+            arrays[field] = None
+            continue
+        if value is None:
+            raise ValueError(f"{name} needs scores.{field} (one row per candidate), got None")
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim != 2 or value.shape[0] != m or value.shape[1] < 1:
+            raise ValueError(
+                f"scores.{field} must be ({m} candidates, columns), got shape {value.shape}"
+            )
+        if not np.isfinite(value).all():
+            raise ValueError(f"scores.{field} has non-finite values")
+        arrays[field] = value
+    proba = arrays["proba"]
+    if proba is not None and (
+        proba.shape[1] < 2
+        or proba.min() < 0
+        or not np.allclose(proba.sum(axis=1), 1.0, rtol=0, atol=PROBA_ATOL)
+    ):
+        raise ValueError(
+            "scores.proba must be class probabilities: at least 2 columns, non-negative, "
+            "rows summing to 1 (apply softmax to logits)"
+        )
+    labeled = None
+    if "embedding" in query.needs and scores.labeled_embedding is not None:
+        labeled = np.asarray(scores.labeled_embedding, dtype=np.float64)
+        if labeled.size == 0:
+            labeled = None
+        elif labeled.ndim != 2 or labeled.shape[1] != arrays["embedding"].shape[1]:
+            raise ValueError(
+                f"scores.labeled_embedding must be (revealed, {arrays['embedding'].shape[1]}) "
+                f"like scores.embedding, got shape {labeled.shape}"
+            )
+        elif not np.isfinite(labeled).all():
+            raise ValueError("scores.labeled_embedding has non-finite values")
+    return Scores(proba=proba, embedding=arrays["embedding"], labeled_embedding=labeled)
+
+
+def _top(score: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of the n highest scores, highest first; equal scores in a seeded random order."""
+    order = rng.permutation(len(score))
+    return order[np.argsort(-score[order], kind="stable")[:n]]
+
+
+def _sq_dist_to_nearest(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(len(x),) squared Euclidean distance from each row of x to its nearest row of ref."""
+    out = np.full(len(x), np.inf)
+    x_sq = np.einsum("ij,ij->i", x, x)
+    step = max(1, BLOCK // max(1, len(x)))
+    for start in range(0, len(ref), step):
+        block = ref[start : start + step]
+        d = x_sq[:, None] - 2 * x @ block.T + np.einsum("ij,ij->i", block, block)[None, :]
+        np.minimum(out, d.min(axis=1), out=out)
+    return np.maximum(out, 0.0)
+
+
+class Random(Query):
+    """A seeded uniform pick: the baseline every strategy should beat."""
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        return rng.choice(m, size=n, replace=False)
+
+
+class Uncertainty(Query):
+    """The candidates the model is least sure of (Settles 2009, "Active Learning Literature
+    Survey", section 3.1); equal uncertainties in a seeded random order."""
+
+    needs = frozenset({"proba"})
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        """(candidates,) how unsure the model is of each row of `proba`; higher is queried
+        first."""
+        raise NotImplementedError
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        return _top(self.uncertainty(scores.proba), n, rng)
+
+
+class Entropy(Uncertainty):
+    """Highest predictive entropy first (Shannon; Settles 2009)."""
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        return entr(proba).sum(axis=1)
+
+
+class Margin(Uncertainty):
+    """Smallest gap between the two most probable classes first (Scheffer et al. 2001)."""
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        top2 = np.partition(proba, -2, axis=1)[:, -2:]
+        return top2[:, 0] - top2[:, 1]  # minus the margin
+
+
+class LeastConfidence(Uncertainty):
+    """Smallest probability of the predicted class first (Lewis & Gale 1994)."""
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        return 1.0 - proba.max(axis=1)
+
+
+class Coreset(Query):
+    """k-center greedy (Sener & Savarese 2018, "Active Learning for Convolutional Neural
+    Networks: A Core-Set Approach"): each pick is the candidate farthest (Euclidean, in
+    embedding space) from its nearest labeled or already picked point. With nothing labeled
+    the first pick is a seeded random candidate; equal distances go in a seeded random
+    order."""
+
+    needs = frozenset({"embedding"})
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        order = rng.permutation(m)  # argmax takes the first maximum: a seeded tie-break
+        x = scores.embedding[order]
+        if scores.labeled_embedding is None:
+            nearest = np.full(m, np.inf)  # argmax: position 0, a random candidate
+        else:
+            nearest = _sq_dist_to_nearest(x, scores.labeled_embedding)
+        x_sq = np.einsum("ij,ij->i", x, x)
+        picked = np.empty(n, dtype=np.int64)
+        for t in range(n):
+            i = int(np.argmax(nearest))
+            picked[t] = i
+            d = np.maximum(x_sq - 2 * x @ x[i] + x_sq[i], 0.0)
+            np.minimum(nearest, d, out=nearest)
+            nearest[picked[: t + 1]] = -1.0  # never again, even among duplicates
+        return order[picked]
+
+
+def gradient_embedding(proba: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """(candidates, classes * d) BADGE's gradient embeddings: the gradient of the
+    cross-entropy at the predicted class with respect to the last layer's weights,
+    (p - onehot(argmax p)) ⊗ h flattened. Badge never builds this array (it works with the
+    factors); it is here to state the quantity and to check it."""
+    proba = np.asarray(proba, dtype=np.float64)
+    a = proba - np.eye(proba.shape[1])[proba.argmax(axis=1)]
+    return (a[:, :, None] * np.asarray(embedding, dtype=np.float64)[:, None, :]).reshape(
+        len(proba), -1
+    )
+
+
+class Badge(Query):
+    """BADGE (Ash et al. 2020, "Deep Batch Active Learning by Diverse, Uncertain Gradient
+    Lower Bounds"): k-means++ seeding on the gradient embeddings (see
+    `gradient_embedding`), so picks are both uncertain (large gradients) and diverse. The
+    first pick has the largest gradient norm; each next one is drawn with probability
+    proportional to its squared distance to the nearest pick (D² sampling, seeded)."""
+
+    needs = frozenset({"proba", "embedding"})
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        proba, h = scores.proba, scores.embedding
+        a = proba - np.eye(proba.shape[1])[proba.argmax(axis=1)]
+        # <a_i ⊗ h_i, a_j ⊗ h_j> = (a_i . a_j)(h_i . h_j): distances in the K*d space from
+        # the factors, without the (candidates, K*d) array.
+        norm_sq = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
+        picked = [int(_top(norm_sq, 1, rng)[0])]
+        nearest = np.full(m, np.inf)
+        for _ in range(n - 1):
+            c = picked[-1]
+            d = np.maximum(norm_sq + norm_sq[c] - 2 * (a @ a[c]) * (h @ h[c]), 0.0)
+            np.minimum(nearest, d, out=nearest)
+            nearest[picked] = 0.0
+            total = nearest.sum()
+            if total > 0:
+                picked.append(int(rng.choice(m, p=nearest / total)))
+            else:  # the rest coincide with picks (e.g. all gradients zero): uniform
+                rest = np.setdiff1d(np.arange(m), picked)
+                picked.append(int(rng.choice(rest)))
+        return np.asarray(picked)
+
+
+class ColdStart(Query):
+    """A first batch without a model, TypiClust-style (Hacohen, Dekel & Weinshall 2022,
+    "Active Learning on a Budget: Opposite Strategies Suit High and Low Budgets"): k-means
+    (seeded) splits the candidates' embeddings, or raw inputs, into n clusters; from each
+    cluster, largest first, the most typical point: the smallest mean distance to its `k`
+    nearest neighbours within the cluster (the highest typicality). Where k-means finds
+    fewer than n distinct clusters, the next most typical points fill up, cluster by
+    cluster."""
+
+    needs = frozenset({"embedding"})
+
+    def __init__(self, k: int = 20) -> None:
+        self.k = check_int("k", k, least=1, unit="nearest neighbours for typicality")
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        import warnings
+
+        from sklearn.cluster import KMeans
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neighbors import NearestNeighbors
+
+        x = scores.embedding
+        seed = int(rng.integers(2**31 - 1))
+        with warnings.catch_warnings():
+            # Fewer distinct points than n: the fill-up below covers the missing clusters.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            labels = KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(x)
+        sizes = np.bincount(labels, minlength=n)
+        rank = np.empty(m, dtype=np.int64)  # 0: the most typical point of its cluster
+        spread = np.zeros(m)
+        for c in np.flatnonzero(sizes):
+            members = np.flatnonzero(labels == c)
+            k = min(self.k, len(members) - 1)
+            if k > 0:
+                dist, _ = NearestNeighbors(n_neighbors=k).fit(x[members]).kneighbors()
+                spread[members] = dist.mean(axis=1)
+            rank[members[np.argsort(spread[members], kind="stable")]] = np.arange(len(members))
+        # Round-robin over clusters: all rank-0 points (largest cluster first), then rank 1 ...
+        order = np.lexsort((labels, -sizes[labels], rank))
+        return order[:n]
