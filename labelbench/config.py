@@ -205,21 +205,47 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
 
 
 def _variant(strategy: str, hydra_choices: dict[str, str]) -> str:
-    """'[loss=gce]' for the `strategy/<sub>` choices that differ from the strategy YAML's
-    own defaults list ('' when none do)."""
+    """'[loss=gce]' for the nested choices of the strategy (`strategy/<group>` options, and
+    strategies nested in slots such as active learning's `inner`) that differ from what its
+    YAML's defaults list picks ('' when none do): 'active[inner.loss=gce,query=entropy]'."""
+    defaults = _nested_defaults(strategy, hydra_choices, "")
+    changed = []
+    for key, value in sorted(hydra_choices.items()):
+        if key == "strategy" or not key.startswith("strategy") or value is None:
+            continue
+        slot = _slot(key)
+        if str(value) != defaults.get(slot):
+            changed.append(f"{slot}={value}")
+    return f"[{','.join(changed)}]" if changed else ""
+
+
+def _slot(key: str) -> str:
+    """Hydra's choice key -> the slot under `strategy`: 'strategy/loss' -> 'loss',
+    'strategy@strategy.inner' -> 'inner', 'strategy/loss@strategy.inner.loss' -> 'inner.loss'."""
+    if "@" in key:
+        return key.split("@", 1)[1].removeprefix("strategy.")
+    return key.split("/", 1)[1]
+
+
+def _nested_defaults(stem: str, hydra_choices: dict[str, str], prefix: str) -> dict[str, str]:
+    """Slot -> option as conf/strategy/<stem>.yaml's defaults list picks them, following
+    nested strategies (`/strategy@inner: supervised`) into their own defaults."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "conf" / "strategy" / f"{strategy}.yaml"
-    defaults: dict[str, str] = {}
-    if path.is_file():
-        for entry in OmegaConf.load(path).get("defaults", []) or []:
-            if isinstance(entry, DictConfig):
-                defaults.update({str(k): str(v) for k, v in entry.items()})
-    changed = [
-        f"{key.split('/', 1)[1]}={value}"
-        for key, value in sorted(hydra_choices.items())
-        if key.startswith("strategy/")
-        and value is not None
-        and str(value) != defaults.get(key.split("/", 1)[1])
-    ]
-    return f"[{','.join(changed)}]" if changed else ""
+    path = Path(__file__).resolve().parent.parent / "conf" / "strategy" / f"{stem}.yaml"
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    for entry in OmegaConf.load(path).get("defaults", []) or []:
+        if not isinstance(entry, DictConfig):
+            continue
+        for group, option in entry.items():
+            group = str(group)
+            if group.startswith("/strategy@"):  # a nested strategy in a slot
+                slot = prefix + group.split("@", 1)[1]
+                out[slot] = str(option)
+                chosen = hydra_choices.get(f"strategy@strategy.{slot}", option)
+                out.update(_nested_defaults(str(chosen), hydra_choices, f"{slot}."))
+            else:
+                out[prefix + group] = str(option)
+    return out

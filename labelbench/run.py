@@ -6,6 +6,7 @@ behind `labelbench-run` and `python -m labelbench.run`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -139,7 +140,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     does not fit the data. Any failure after that is written as a `failed` record. A fit
     that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
     evaluates, writes the record and returns it; the other ranks return None."""
-    from labelbench.labels.reveal import reveal, shape
+    from labelbench.labels.reveal import Labeler, reveal, shape
 
     t_start = time.perf_counter()
     key = run_key(cfg)
@@ -149,12 +150,20 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     with config_group("regime"):
         parts.regime.check(task.num_classes)
         task = shape(task, parts.regime, cfg.seed, cfg.split_seed)
+    rounds = getattr(parts.strategy, "runs_rounds", False)  # active learning buys as it goes
     with config_group("budget"):
-        pool, accounting = reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
+        labeler = Labeler(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
+        # what the whole budget buys: trained on, or (active learning) checked against
+        pool = (
+            reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)[0]
+            if rounds
+            else labeler.buy_first(labeler.capacity)
+        )
     with config_group("model"):
         parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     with config_group("strategy"):
         parts.strategy.check(pool, task.view())
+        parts.strategy.check_model(parts.model)
     if parts.strategy.upper_bound:  # a marked upper bound: true labels of the whole pool
         from labelbench.labels import Clean, Full
 
@@ -166,21 +175,31 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
 
     metrics: dict[str, float] = {}
     error = None
+    curve = Curve(checkpoint.dir if rounds else None)
     try:
         from labelbench.metrics import classification_metrics
 
+        test = task.split.test
+
+        def score(predictor) -> dict[str, float]:
+            proba = predictor.predict_proba(task.x[test])
+            return classification_metrics(proba, task.y[test], task.num_classes)
+
         t_fit = time.perf_counter()
-        predictor = parts.strategy.fit(
-            pool, task.view(), parts.model, parts.trainer, seed=cfg.seed, checkpoint=checkpoint
-        )
+        if rounds:  # the run scores every round itself: the strategy never sees the test split
+            predictor = parts.strategy.fit_rounds(
+                labeler, task.view(), parts.model, parts.trainer, seed=cfg.seed,
+                checkpoint=checkpoint, report=lambda n, p: curve.add(n, score(p)),
+            )  # fmt: skip
+        else:
+            predictor = parts.strategy.fit(
+                pool, task.view(), parts.model, parts.trainer, seed=cfg.seed, checkpoint=checkpoint
+            )
         timings["fit_s"] = time.perf_counter() - t_fit
         if global_rank() != 0:
             return None  # DDP: the other processes helped train; rank 0 evaluates and records
         t_eval = time.perf_counter()
-        test = task.split.test
-        metrics = classification_metrics(
-            predictor.predict_proba(task.x[test]), task.y[test], task.num_classes
-        )
+        metrics = score(predictor)
         metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
         timings["eval_s"] = time.perf_counter() - t_eval
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -199,7 +218,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     from labelbench.metrics import directions
 
     names = choices_from(cfg, choices)
-    labels = accounting.to_dict()
+    labels = labeler.accounting().to_dict()  # what was bought, in the order it was bought
     if parts.strategy.upper_bound:
         names["strategy"] += "[oracle]"
         labels["upper_bound"] = True
@@ -212,7 +231,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         labels=labels,
         metrics=metrics,
         directions=directions(metrics),
-        curve=[],
+        curve=curve.points,
         timings=timings,
         versions=versions(),
         git=git_info(),
@@ -228,6 +247,29 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     if record.status == "ok" and not cfg.checkpoint.keep:
         shutil.rmtree(checkpoint.dir, ignore_errors=True)  # a failed run keeps it to resume from
     return record
+
+
+class Curve:
+    """The per-round points of an active-learning run ({round, labels, metrics...}). Kept in
+    the run's checkpoint folder as rounds finish, so a resumed run keeps the rounds it had;
+    a round scored again (killed before its purchase was saved) replaces its point."""
+
+    FILE = "curve.json"
+
+    def __init__(self, folder: Path | None) -> None:
+        self.path = None if folder is None else Path(folder) / self.FILE
+        self.points: list[dict[str, float]] = []
+        if self.path is not None and self.path.is_file():
+            self.points = json.loads(self.path.read_text())
+
+    def add(self, labels: int, metrics: dict[str, float]) -> None:
+        self.points = [p for p in self.points if p["labels"] < labels]
+        self.points.append({"round": len(self.points), "labels": labels, **metrics})
+        if self.path is not None:
+            from labelbench.results.atomic import atomic_write
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, json.dumps(self.points).encode())
 
 
 def global_rank() -> int:

@@ -82,6 +82,11 @@ class Strategy(ABC):
                 f" strategies for those: {STRATEGIES_FOR[pool.kind]}"
             )
 
+    def check_model(self, model: ModelFactory) -> None:  # noqa: B027 (optional hook)
+        """Refuse a model this strategy cannot work with (an active-learning query that
+        needs embeddings, with a model that has none) by raising ConfigError. Called with
+        `check`, before any training."""
+
     @abstractmethod
     def fit(
         self,

@@ -1,0 +1,224 @@
+"""Active learning: the budget spent in rounds. Each round fits the inner strategy on the
+labels bought so far, the run scores it on the test split (the per-round curve), the
+query strategy scores the unlabeled pool and the next items are bought. The labels come
+from the run's Labeler: a queried item reveals what the regime's annotators answered for
+it (a noisy label under a noise regime), the same answer a fixed budget would reveal.
+
+The loop state (the items bought, in order, and the query generator) is saved after every
+round; a run killed between rounds resumes from the last finished round and ends with the
+same record as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelbench.config import ConfigError, check_int
+from labelbench.data.task import TaskView
+from labelbench.labels.pool import LabelPool
+from labelbench.labels.reveal import Labeler
+from labelbench.results.atomic import atomic_write
+from labelbench.strategies.base import Checkpointing, Predictor, Strategy
+from labelbench.strategies.lightning import LightningStrategy, sub_checkpoint
+from labelbench.strategies.query import ColdStart, Query, Scores
+
+QUERY_STREAM = 0xAC7  # the query generator: seeded by (seed, this), apart from training
+STATE_FILE = "rounds.json"
+INITIAL_PICKS = ("reveal_order", "cold_start")
+
+# report(labels bought, predictor) -> None: the run scores each round's model on the test
+# split and keeps the curve itself; nothing of the test split comes back to the strategy.
+Report = Callable[[int, Predictor], None]
+
+
+class Active(Strategy):
+    """Active learning on top of any strategy.
+
+    inner: the strategy fitted every round (supervised, a semi-supervised or a noisy-label
+    one ...). query: how the next items are picked (conf/strategy/query/). initial: items
+    bought before the first round: the first items of the budget's seeded reveal order
+    (`initial_pick: reveal_order`, the same items for every query strategy; a random draw
+    with budget.balanced=false) or the most typical inputs (`cold_start`, no model needed).
+    query_size: items bought per round; the budget sets the final number. proxy: a cheaper
+    strategy that scores the pool for the query in place of `inner` (selection via proxy;
+    `inner` is still what is evaluated every round). order_from: a run record (JSON) whose
+    label order is replayed in place of querying: evaluate with a full model the order a
+    proxy run chose."""
+
+    runs_rounds = True
+
+    def __init__(
+        self,
+        inner: Strategy,
+        query: Query,
+        initial: int = 10,
+        query_size: int = 10,
+        initial_pick: str = "reveal_order",
+        proxy: Strategy | None = None,
+        order_from: str | None = None,
+    ) -> None:
+        if getattr(inner, "runs_rounds", False):
+            raise ConfigError("inner is itself active learning; choose a strategy that fits once")
+        self.inner, self.query, self.proxy = inner, query, proxy
+        self.initial = check_int("initial", initial, least=1, unit="items")
+        self.query_size = check_int("query_size", query_size, least=1, unit="items per round")
+        if initial_pick not in INITIAL_PICKS:
+            raise ConfigError(
+                f"initial_pick={initial_pick!r} is not one of {', '.join(INITIAL_PICKS)}"
+            )
+        self.initial_pick = initial_pick
+        self.order_from = order_from
+        self.accepts = inner.accepts
+
+    # -- checks before any training -------------------------------------------------------
+    def check(self, pool: LabelPool, task: TaskView) -> None:
+        """`pool` is what the whole budget buys: the initial purchase must fit in it."""
+        super().check(pool, task)
+        if self.initial > len(pool):
+            raise ConfigError(
+                f"initial={self.initial} is larger than the budget ({len(pool)} items);"
+                f" allowed: 1..{len(pool)}"
+            )
+        self.inner.check(pool, task)
+        if self.proxy is not None:
+            self.proxy.check(pool, task)
+        if self.order_from is not None:
+            self._recorded_order(task)
+
+    def check_model(self, model: Any) -> None:
+        from labelbench.models import embeds, network_class
+
+        if "embedding" in self.query.needs:
+            scorer = self.proxy if self.proxy is not None else self.inner
+            if not embeds(model) or not _trains_network(scorer):
+                name = type(self.query).__name__
+                what = (
+                    f"model {network_class(model).__name__} exposes none"
+                    if not embeds(model)
+                    else f"{type(scorer).__name__} trains no network"
+                )
+                raise ConfigError(
+                    f"query {name} needs embeddings but {what}; use a query on"
+                    " probabilities (margin, entropy, least_confidence, random) or a network model"
+                )
+
+    # -- the rounds ---------------------------------------------------------------------
+    def fit(self, pool, task, model, trainer, *, seed, checkpoint=None) -> Predictor:
+        raise TypeError("active learning buys labels in rounds: labelbench.run calls fit_rounds")
+
+    def fit_rounds(
+        self,
+        labeler: Labeler,
+        task: TaskView,
+        model: Any,
+        trainer: Any,
+        *,
+        seed: int,
+        checkpoint: Checkpointing | None,
+        report: Report,
+    ) -> Predictor:
+        """Buy, fit, report and query until the budget is spent; the last round's model."""
+        rng = np.random.default_rng([seed, QUERY_STREAM])
+        state = _load_state(checkpoint)
+        if state is not None:  # resume: buy the same items again, put the generator back
+            labeler.buy(np.asarray(state["bought"], dtype=np.int64))
+            rng.bit_generator.state = state["rng"]
+            start = state["round"]
+        else:
+            self._buy_initial(labeler, task, rng)
+            start = 0
+        order = self._recorded_order(task) if self.order_from is not None else None
+        for r in range(start, 10**9):
+            pool = labeler.label_pool()
+            predictor = self.inner.fit(
+                pool,
+                task,
+                model,
+                trainer,
+                seed=seed,
+                checkpoint=sub_checkpoint(checkpoint, f"round{r}"),
+            )
+            report(len(pool), predictor)
+            n = min(self.query_size, labeler.left, len(pool.unlabeled))
+            if n == 0:
+                return predictor
+            if order is not None:
+                picks = order[len(pool) : len(pool) + n]
+            else:
+                scorer = predictor
+                if self.proxy is not None:
+                    scorer = self.proxy.fit(
+                        pool, task, model, trainer, seed=seed,
+                        checkpoint=sub_checkpoint(checkpoint, f"proxy{r}"),
+                    )  # fmt: skip
+                picks = pool.unlabeled[
+                    self.query.select(n, pool.unlabeled, self._scores(scorer, pool, task), rng)
+                ]
+            labeler.buy(picks)
+            _save_state(checkpoint, {"round": r + 1, "bought": labeler.bought.tolist(),
+                                     "rng": rng.bit_generator.state})  # fmt: skip
+        raise AssertionError("unreachable")
+
+    def _buy_initial(self, labeler: Labeler, task: TaskView, rng: np.random.Generator) -> None:
+        if self.order_from is not None:
+            labeler.buy(self._recorded_order(task)[: self.initial])
+        elif self.initial_pick == "cold_start":
+            candidates = task.pool
+            flat = np.asarray(task.x[candidates], dtype=np.float64).reshape(len(candidates), -1)
+            picks = ColdStart().select(self.initial, candidates, Scores(embedding=flat), rng)
+            labeler.buy(candidates[picks])
+        else:
+            labeler.buy_first(self.initial)
+
+    def _scores(self, predictor: Predictor, pool: LabelPool, task: TaskView) -> Scores:
+        """Only what the query needs: probabilities and/or embeddings of the candidates."""
+        needs = self.query.needs
+        x = task.x
+        return Scores(
+            proba=predictor.predict_proba(x[pool.unlabeled]) if "proba" in needs else None,
+            embedding=predictor.embed(x[pool.unlabeled]) if "embedding" in needs else None,
+            labeled_embedding=predictor.embed(x[pool.indices]) if "embedding" in needs else None,
+        )
+
+    def _recorded_order(self, task: TaskView) -> np.ndarray:
+        """The label order of the record at `order_from` (its revealed indices, in the
+        order they were bought), refused unless every item is in this task's pool."""
+        path = Path(str(self.order_from))
+        try:
+            record = json.loads(path.read_text())
+            order = np.asarray(record["labels"]["indices"], dtype=np.int64)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"order_from={self.order_from}: not a readable run record ({e})"
+            ) from None
+        if record.get("status") != "ok":
+            raise ConfigError(f"order_from={self.order_from}: the record's status is not ok")
+        if not np.isin(order, task.pool).all() or len(set(order.tolist())) != len(order):
+            raise ConfigError(
+                f"order_from={self.order_from}: its label order is not one of distinct items of"
+                " this pool (another dataset, split_seed or regime?)"
+            )
+        return order
+
+
+def _trains_network(strategy: Strategy) -> bool:
+    return isinstance(strategy, LightningStrategy)
+
+
+def _load_state(checkpoint: Checkpointing | None) -> dict | None:
+    if checkpoint is None or not (checkpoint.dir / STATE_FILE).is_file():
+        return None
+    return json.loads((checkpoint.dir / STATE_FILE).read_text())
+
+
+def _save_state(checkpoint: Checkpointing | None, state: dict) -> None:
+    """Atomically, so a kill mid-write leaves the previous round's state."""
+    if checkpoint is None:
+        return
+    checkpoint.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(checkpoint.dir / STATE_FILE, json.dumps(state))
