@@ -56,6 +56,16 @@ def test_every_query_buys_new_unlabeled_items_the_same_way_twice(compose_fast):
     assert run(cfg, choices).labels["indices"] == orders["badge"]  # same seed, same order
 
 
+def test_rounds_can_stop_before_the_budget_and_inner_can_be_semi_supervised(compose_fast):
+    fixmatch = ["strategy@strategy.inner=fixmatch", "strategy.inner.max_steps=20",
+                "strategy.inner.eval_every=10", "strategy.inner.mu=2"]  # fmt: skip
+    args = [a for a in ACTIVE if a not in INNER]
+    record = run(*compose_fast(*args, *fixmatch, "strategy.rounds=2", fast=False))
+    assert record.status == "ok", record.error
+    assert [p["labels"] for p in record.curve] == [10, 20] and record.labels["count"] == 20
+    assert record.choices["strategy"] == "active[inner=fixmatch]"
+
+
 def test_cold_start_picks_typical_inputs_without_a_model(compose_fast):
     record = run(*compose_fast(*ACTIVE, "strategy.initial_pick=cold_start", fast=False))
     assert record.status == "ok", record.error
@@ -146,3 +156,42 @@ def test_fit_alone_is_refused(compose_fast):
     pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
     with pytest.raises(TypeError, match="fit_rounds"):
         parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=0)
+
+
+def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp_path):
+    """A real SIGKILL once two rounds are saved (before the run could finish: no record);
+    the relaunch resumes from the saved round and ends with the uninterrupted record."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN
+
+    args = [*ACTIVE, "budget.total=60", "checkpoint.every_steps=0"]
+    whole = run_cli(
+        "labelbench-run", *args, f"paths.results_dir={tmp_path / 'whole'}", cwd=tmp_path
+    )
+    assert whole.returncode == 0, whole.stderr
+    results = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [str(BIN / "labelbench-run"), *args, f"paths.results_dir={results}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    state = None
+    while time.monotonic() < deadline:
+        states = list((results / "checkpoints").glob("*/rounds.json"))
+        if states and json.loads(states[0].read_text())["round"] >= 2:
+            state = states[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state is not None, "the run never saved two rounds"
+    assert not list(results.glob("runs/*.json"))
+    again = run_cli("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (mine,) = (json.loads(p.read_text()) for p in results.glob("runs/*.json"))
+    (theirs,) = (json.loads(p.read_text()) for p in (tmp_path / "whole").glob("runs/*.json"))
+    assert mine["labels"]["indices"] == theirs["labels"]["indices"]
+    assert mine["curve"] == theirs["curve"] and mine["metrics"] == theirs["metrics"]

@@ -44,7 +44,8 @@ class Active(Strategy):
     bought before the first round: the first items of the budget's seeded reveal order
     (`initial_pick: reveal_order`, the same items for every query strategy; a random draw
     with budget.balanced=false) or the most typical inputs (`cold_start`, no model needed).
-    query_size: items bought per round; the budget sets the final number. proxy: a cheaper
+    query_size: items bought per round; the budget sets the final number, and `rounds`
+    (fits, the first included) may stop the loop sooner. proxy: a cheaper
     strategy that scores the pool for the query in place of `inner` (selection via proxy;
     `inner` is still what is evaluated every round). order_from: a run record (JSON) whose
     label order is replayed in place of querying: evaluate with a full model the order a
@@ -61,6 +62,7 @@ class Active(Strategy):
         initial_pick: str = "reveal_order",
         proxy: Strategy | None = None,
         order_from: str | None = None,
+        rounds: int | None = None,
     ) -> None:
         if getattr(inner, "runs_rounds", False):
             raise ConfigError("inner is itself active learning; choose a strategy that fits once")
@@ -73,6 +75,7 @@ class Active(Strategy):
             )
         self.initial_pick = initial_pick
         self.order_from = order_from
+        self.rounds = None if rounds is None else check_int("rounds", rounds, least=1)
         self.accepts = inner.accepts
 
     # -- checks before any training -------------------------------------------------------
@@ -144,7 +147,8 @@ class Active(Strategy):
                 checkpoint=sub_checkpoint(checkpoint, f"round{r}"),
             )
             report(len(pool), predictor)
-            n = min(self.query_size, labeler.left, len(pool.unlabeled))
+            last = self.rounds is not None and r + 1 >= self.rounds
+            n = 0 if last else min(self.query_size, labeler.left, len(pool.unlabeled))
             if n == 0:
                 return predictor
             if order is not None:
