@@ -123,6 +123,11 @@ def test_selection_via_a_proxy_and_replay_of_its_label_order(compose_fast):
     assert replayed.status == "ok", replayed.error
     assert replayed.labels["indices"] == cheap.labels["indices"]
     assert replayed.curve == proxied.curve  # the same labels, the same full model
+    longer = run(
+        *compose_fast(*ACTIVE, "budget.total=60", f"strategy.order_from={path}", fast=False)
+    )
+    assert longer.status == "ok" and longer.labels["indices"] == cheap.labels["indices"]
+    assert [p["labels"] for p in longer.curve] == [10, 20, 30, 40]  # as far as the order goes
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ same record as an uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -136,7 +137,7 @@ class Active(Strategy):
             self._buy_initial(labeler, task, rng)
             start = 0
         order = self._recorded_order(task) if self.order_from is not None else None
-        for r in range(start, 10**9):
+        for r in itertools.count(start):
             pool = labeler.label_pool()
             predictor = self.inner.fit(
                 pool,
@@ -149,7 +150,9 @@ class Active(Strategy):
             report(len(pool), predictor)
             last = self.rounds is not None and r + 1 >= self.rounds
             n = 0 if last else min(self.query_size, labeler.left, len(pool.unlabeled))
-            if n == 0:
+            if order is not None:  # replay: as far as the recorded order goes
+                n = min(n, len(order) - len(pool))
+            if n <= 0:
                 return predictor
             if order is not None:
                 picks = order[len(pool) : len(pool) + n]
@@ -166,7 +169,7 @@ class Active(Strategy):
             labeler.buy(picks)
             _save_state(checkpoint, {"round": r + 1, "bought": labeler.bought.tolist(),
                                      "rng": rng.bit_generator.state})  # fmt: skip
-        raise AssertionError("unreachable")
+        raise AssertionError("itertools.count does not end")
 
     def _buy_initial(self, labeler: Labeler, task: TaskView, rng: np.random.Generator) -> None:
         if self.order_from is not None:
