@@ -42,6 +42,11 @@ class Source:
         """Inputs (float32, one row per item), labels (0..K-1), class names, input shape."""
         raise NotImplementedError
 
+    def test_indices(self) -> np.ndarray | None:
+        """The rows of `arrays()` that form a fixed test split (a dataset's own, published
+        one), or None to cut a stratified `test_fraction` per split seed."""
+        return None
+
     def load(self, split_seed: int) -> TaskData:
         x, y, classes, input_shape = self.arrays()
         if len(classes) < 2:
@@ -49,7 +54,9 @@ class Source:
                 f"{self.origin} has a single class ({classes[0]!r}); a classification task needs"
                 " at least 2"
             )
-        split = stratified_split(y, self.val_fraction, self.test_fraction, split_seed)
+        split = stratified_split(
+            y, self.val_fraction, self.test_fraction, split_seed, test=self.test_indices()
+        )
         return TaskData(
             name=self.name,
             x=x.astype(np.float32, copy=False),

@@ -31,15 +31,31 @@ class Split:
             object.__setattr__(self, name, _frozen(getattr(self, name).astype(np.int64)))
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> Split:
+def stratified_split(
+    y: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    test: np.ndarray | None = None,
+) -> Split:
     """Per class, shuffle its items and cut a test share, a validation share and the pool.
 
-    Depends only on the labels, the fractions and `seed` (the run's `split_seed`)."""
+    Depends only on the labels, the fractions and `seed` (the run's `split_seed`). `test`:
+    a source's own fixed test indices; they are the test split whatever the seed (and
+    `test_fraction` is ignored), and each class's other items are cut into validation
+    (`val_fraction` of them) and pool."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17]))
+    rest = np.ones(len(y), dtype=bool)
     parts: dict[str, list[np.ndarray]] = {"pool": [], "val": [], "test": []}
+    if test is not None:
+        test = np.unique(np.asarray(test, dtype=np.int64))
+        if len(test) and (test[0] < 0 or test[-1] >= len(y)):
+            raise ValueError(f"fixed test indices must lie in 0..{len(y) - 1}")
+        rest[test] = False
+        parts["test"].append(test)
     for c in np.unique(y):
-        items = rng.permutation(np.flatnonzero(y == c))
-        n_test = round(test_fraction * len(items))
+        items = rng.permutation(np.flatnonzero((y == c) & rest))
+        n_test = 0 if test is not None else round(test_fraction * len(items))
         n_val = round(val_fraction * len(items))
         parts["test"].append(items[:n_test])
         parts["val"].append(items[n_test : n_test + n_val])
