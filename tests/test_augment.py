@@ -435,7 +435,13 @@ def test_models_say_whether_they_take_images():
 def test_conf_models_say_whether_they_take_images():
     models = Path(__file__).resolve().parent.parent / "conf" / "model"
     said = {p.stem: takes_images(instantiate(OmegaConf.load(p))) for p in models.glob("*.yaml")}
-    assert said == {"cnn_small": True, "mlp": False}
+    assert said == {
+        "cnn_small": True,
+        "resnet18_cifar": True,
+        "mlp": False,
+        "cnn1d": False,  # a 1-D signal: no image views
+        "linear": False,
+    }
 
 
 # -- conf/strategy/augment -------------------------------------------------------------

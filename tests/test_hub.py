@@ -394,3 +394,58 @@ def test_run_tiny_resnet_on_a_local_hub_dataset(image_folder, compose_fast, tmp_
     assert 0.0 <= record.metrics["test/acc"] <= 1.0
     stored = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
     assert stored["config"]["dataset"]["name"] == str(image_folder)
+
+
+# --- a frozen image backbone -----------------------------------------------------------------
+
+
+def test_images_through_a_frozen_backbone_are_cached_embeddings(image_folder, tmp_path):
+    """dataset/encoder=resnet18 turns images into the backbone's pooled features once; a
+    second load reads the cache; loaded weights change the features; a state_dict of
+    another architecture is refused in one line."""
+    import functools
+
+    from labelbench.data.encoders import BackboneEncoder
+
+    tiny = functools.partial(ResNet18Cifar, width=0.125)  # 64 features
+    encoder = BackboneEncoder(tiny, name="resnet18")
+    src = Hub(str(image_folder), input_column="img", test_split="test",
+              encoder=encoder, cache_dir=str(tmp_path / "emb"))  # fmt: skip
+    task = src.load(0)
+    assert task.x.shape == (75, 64) and task.input_shape == (64,) and task.modality == "vector"
+    calls = []
+    original = BackboneEncoder.encode
+    BackboneEncoder.encode = lambda self, items: calls.append(1) or original(self, items)
+    try:
+        again = Hub(str(image_folder), input_column="img", test_split="test",
+                    encoder=encoder, cache_dir=str(tmp_path / "emb")).load(0)  # fmt: skip
+    finally:
+        BackboneEncoder.encode = original
+    assert not calls and np.array_equal(again.x, task.x)
+
+    torch.manual_seed(5)
+    trained = tiny(in_shape=(3, 8, 8), num_classes=10)  # another head size: not loaded
+    torch.save(trained.state_dict(), tmp_path / "w.pt")
+    loaded = BackboneEncoder(tiny, name="resnet18", weights=str(tmp_path / "w.pt"))
+    assert loaded.fingerprint() != encoder.fingerprint()
+    images = np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        expected = trained.eval().embed(torch.as_tensor(images)).numpy()
+    np.testing.assert_allclose(loaded.encode(images), expected, atol=1e-5)
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match=r"lacks \d+ of the backbone's tensors"):
+        BackboneEncoder(tiny, weights=str(tmp_path / "other.pt")).encode(images)
+    with pytest.raises(ConfigError, match="is not a file"):
+        BackboneEncoder(tiny, weights=str(tmp_path / "missing.pt"))
+
+
+def test_backbone_embeddings_train_a_linear_head_end_to_end(image_folder, compose_fast, tmp_path):
+    cfg, choices = compose_fast(
+        "dataset=hub", f"dataset.name={image_folder}", "dataset.input_column=img",
+        "dataset.test_split=test", "dataset/encoder=resnet18",
+        "dataset.encoder.model.width=0.125", f"dataset.cache_dir={tmp_path / 'emb'}",
+        "model=linear", "budget=full", "strategy.max_steps=20", "logger=none", fast=False,
+    )  # fmt: skip
+    record = run(cfg, choices)
+    assert record.status == "ok", record.error
+    assert 0 <= record.metrics["test/acc"] <= 1

@@ -87,3 +87,18 @@ def test_embed_is_what_the_last_layer_reads(make, width):
     assert embeds(functools.partial(type(net))) and not embeds(functools.partial(torch.nn.Linear))
     with pytest.raises(TypeError, match="Linear exposes no embed"):
         NetPredictor(torch.nn.Linear(64, 2), (64,), {}).embed(np.zeros((1, 64), "float32"))
+
+
+def test_every_conf_model_exposes_embeddings():
+    """Embedding-based active-learning queries work with every model the project ships."""
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from labelbench.models import embeds
+
+    models = Path(__file__).resolve().parent.parent / "conf" / "model"
+    assert {p.stem: embeds(instantiate(OmegaConf.load(p))) for p in models.glob("*.yaml")} == {
+        p.stem: True for p in models.glob("*.yaml")
+    }

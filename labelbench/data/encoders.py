@@ -188,6 +188,72 @@ class SentenceEncoder(Encoder):
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
 
+class BackboneEncoder(Encoder):
+    """A frozen torch image backbone: a labelbench network (`model`, e.g. resnet18_cifar)
+    whose `embed(x)`, its pooled penultimate features, becomes each image's embedding.
+
+    weights: a state_dict file (`torch.save(net.state_dict())`, e.g. trained elsewhere)
+    loaded into the backbone; nothing is downloaded. Without it the backbone keeps its
+    seeded random initialisation (`seed`): random convolutional features, a known
+    baseline, not a pretrained encoder. The fingerprint hashes the weights file, or the
+    architecture and seed. Images arrive as (n, channels, height, width) in [0, 1]."""
+
+    modalities = ("image",)
+
+    def __init__(
+        self,
+        model: Any,
+        name: str = "backbone",
+        weights: str | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+        device: str = "cpu",
+    ) -> None:
+        if not callable(model):
+            raise ConfigError(f"model={model!r} must be a model config (_partial_: true)")
+        self.model, self.name, self.device = model, name, device
+        self.weights = None if weights is None else Path(weights).expanduser()
+        if self.weights is not None and not self.weights.is_file():
+            raise ConfigError(
+                f"weights={weights} is not a file; give a state_dict saved with torch.save"
+            )
+        self.seed = check_int("seed", seed)
+        self.batch_size = check_int("batch_size", batch_size, least=1)
+
+    def fingerprint(self) -> str:
+        if self.weights is not None:
+            return hashlib.sha256(self.weights.read_bytes()).hexdigest()
+        return hashlib.sha256(f"random-init|{self.model!r}|{self.seed}".encode()).hexdigest()
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        images = np.asarray(items, dtype=np.float32)
+        if images.ndim != 4:
+            raise ValueError(f"images must be (n, channels, height, width), got {images.shape}")
+        torch.manual_seed(self.seed)
+        net = self.model(in_shape=tuple(images.shape[1:]), num_classes=2)
+        if self.weights is not None:
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            own = net.state_dict()
+            usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            head = f"{len(list(net)) - 1}."  # the classifier: not part of the embedding
+            missing = [k for k in own if k not in usable and not k.startswith(head)]
+            net.load_state_dict(usable, strict=False)
+            if missing:
+                raise ConfigError(
+                    f"weights={self.weights} lacks {len(missing)} of the backbone's tensors"
+                    f" (first: {missing[0]}); is it the same architecture?"
+                )
+        net = net.to(self.device).eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), self.batch_size):
+                batch = torch.as_tensor(images[i : i + self.batch_size], device=self.device)
+                out.append(net.embed(batch).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
 class HashingEncoder(Encoder):
     """Signed feature hashing of lower-cased words and word bigrams into `n_features`
     dimensions, unit length. No weights, no dependencies, deterministic: a bag-of-words

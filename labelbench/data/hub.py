@@ -342,6 +342,13 @@ class Hub(Source):
             x = _channels_first(
                 x, decoded=kind == "image", origin=self.origin, column=self.input_column
             )
+            if self.encoder is not None and self.encoder.name != "none":  # a frozen backbone
+                from labelbench.data.cache import EmbeddingCache
+
+                cache = EmbeddingCache(self.cache_dir, self.cache_dtype)
+                x = cache.get(self.name, x, self.encoder, view="image")
+                self.modality = "vector"  # embeddings: vector views, vector models
+                return x, (int(x.shape[1]),)
             shape = tuple(int(v) for v in x.shape[1:])
         else:
             shape = (int(np.prod(x.shape[1:])),)
