@@ -189,9 +189,9 @@ def run_key(cfg: DictConfig) -> str:
 
 def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -> dict[str, str]:
     """The public names of the components: Hydra's group choices when known (YAML stems),
-    else the last part of each `_target_`. A strategy whose nested options differ from its
-    YAML's defaults is named with them, so that leaderboards tell the variants apart:
-    'supervised[loss=gce]', 'fixmatch[augment=none]'."""
+    else the last part of each `_target_`. A dataset or strategy whose nested options
+    differ from its YAML's defaults is named with them, so that leaderboards tell the
+    variants apart: 'supervised[loss=gce]', 'fixmatch[augment=none]', 'hub[encoder=resnet18]'."""
     names = {}
     for group in ("dataset", "regime", "budget", "strategy", "model"):
         if hydra_choices and hydra_choices.get(group):
@@ -199,53 +199,63 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
         else:
             target = str(cfg[group].get("_target_", group))
             names[group] = target.rsplit(".", 1)[-1].lower()
-    if hydra_choices and hydra_choices.get("strategy"):
-        names["strategy"] += _variant(str(hydra_choices["strategy"]), hydra_choices)
+    for group in VARIANT_GROUPS:
+        if hydra_choices and hydra_choices.get(group):
+            names[group] += _variant(group, str(hydra_choices[group]), hydra_choices)
     return names
 
 
-def _variant(strategy: str, hydra_choices: dict[str, str]) -> str:
-    """'[loss=gce]' for the nested choices of the strategy (`strategy/<group>` options, and
-    strategies nested in slots such as active learning's `inner`) that differ from what its
-    YAML's defaults list picks ('' when none do): 'active[inner.loss=gce,query=entropy]'."""
-    defaults = _nested_defaults(strategy, hydra_choices, "")
+# Groups whose options have nested options of their own (strategy/loss, dataset/encoder ...).
+# A regime's stages are named by the regime's own label instead (labels.regime).
+VARIANT_GROUPS = ("dataset", "strategy")
+
+
+def _variant(group: str, option: str, hydra_choices: dict[str, str]) -> str:
+    """'[loss=gce]' for the nested choices of a group's option (`<group>/<sub>` options,
+    and options nested in slots such as active learning's `inner`) that differ from what
+    its YAML's defaults list picks ('' when none do): 'active[inner.loss=gce,query=entropy]'."""
+    defaults = _nested_defaults(group, option, hydra_choices, "")
     changed = []
     for key, value in sorted(hydra_choices.items()):
-        if key == "strategy" or not key.startswith("strategy") or value is None:
+        if key == group or not key.startswith((f"{group}/", f"{group}@")) or value is None:
             continue
-        slot = _slot(key)
+        slot = _slot(group, key)
         if str(value) != defaults.get(slot):
             changed.append(f"{slot}={value}")
     return f"[{','.join(changed)}]" if changed else ""
 
 
-def _slot(key: str) -> str:
-    """Hydra's choice key -> the slot under `strategy`: 'strategy/loss' -> 'loss',
+def _slot(group: str, key: str) -> str:
+    """Hydra's choice key -> the slot under the group: 'strategy/loss' -> 'loss',
     'strategy@strategy.inner' -> 'inner', 'strategy/loss@strategy.inner.loss' -> 'inner.loss'."""
     if "@" in key:
-        return key.split("@", 1)[1].removeprefix("strategy.")
+        return key.split("@", 1)[1].removeprefix(f"{group}.")
     return key.split("/", 1)[1]
 
 
-def _nested_defaults(stem: str, hydra_choices: dict[str, str], prefix: str) -> dict[str, str]:
-    """Slot -> option as conf/strategy/<stem>.yaml's defaults list picks them, following
-    nested strategies (`/strategy@inner: supervised`) into their own defaults."""
+def _nested_defaults(
+    group: str, stem: str, hydra_choices: dict[str, str], prefix: str
+) -> dict[str, str]:
+    """Slot -> option as conf/<group>/<stem>.yaml's defaults list picks them, following
+    options nested in slots (`/strategy@inner: supervised`) into their own defaults."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "conf" / "strategy" / f"{stem}.yaml"
+    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{stem}.yaml"
     out: dict[str, str] = {}
     if not path.is_file():
         return out
     for entry in OmegaConf.load(path).get("defaults", []) or []:
-        if not isinstance(entry, DictConfig):
+        if isinstance(entry, str):  # another option of the group that this one extends
+            if entry != "_self_":
+                out.update(_nested_defaults(group, entry, hydra_choices, prefix))
             continue
-        for group, option in entry.items():
-            group = str(group)
-            if group.startswith("/strategy@"):  # a nested strategy in a slot
-                slot = prefix + group.split("@", 1)[1]
+        for sub, option in entry.items():
+            sub = str(sub).removeprefix("override ")
+            if sub.startswith(f"/{group}@"):  # a nested option of the same group, in a slot
+                slot = prefix + sub.split("@", 1)[1]
                 out[slot] = str(option)
-                chosen = hydra_choices.get(f"strategy@strategy.{slot}", option)
-                out.update(_nested_defaults(str(chosen), hydra_choices, f"{slot}."))
+                chosen = hydra_choices.get(f"{group}@{group}.{slot}", option)
+                out.update(_nested_defaults(group, str(chosen), hydra_choices, f"{slot}."))
             else:
-                out[prefix + group] = str(option)
+                out[prefix + sub] = str(option)
     return out

@@ -168,6 +168,15 @@ def test_strategy_variants_are_named_by_their_changed_nested_options(compose_fas
         (("strategy/loss=gce",), "supervised[loss=gce]"),
         (("strategy=fixmatch", "strategy/augment=none"), "fixmatch[augment=none]"),
         (("strategy=fixmatch",), "fixmatch"),
+        (("strategy=label_smoothing", "strategy/loss=gce"), "label_smoothing[loss=gce]"),
     ]:
         cfg, choices = compose_fast(*overrides)
         assert choices_from(cfg, choices)["strategy"] == name
+    # datasets by their encoder, against what the option's YAML (and those it extends) picks
+    for overrides, name in [
+        (("dataset=topics",), "topics"),
+        (("dataset=ag_news",), "ag_news"),  # extends hub, overrides its encoder: the default
+        (("dataset=cifar10", "dataset/encoder=resnet18"), "cifar10[encoder=resnet18]"),
+    ]:
+        cfg, choices = compose_fast(*overrides)
+        assert choices_from(cfg, choices)["dataset"] == name
