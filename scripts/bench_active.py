@@ -15,7 +15,6 @@ Target: margin or entropy reaches an AUBC >= random's (mean over seeds, labels 1
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -23,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchlib import ROOT, sweep
 from labelbench.results.leaderboard import aubc
 from labelbench.results.table import load_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 QUERIES = ("random", "margin", "entropy", "least_confidence", "coreset", "badge")
 SETUP = ["dataset=digits", "model=mlp", "logger=none", "strategy=active", "budget=total",
          "budget.total=100", "budget.balanced=false", "strategy.initial=10",
@@ -51,11 +49,8 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     results = Path(args.results).resolve()
 
-    cmd = [str(BIN / "labelbench-run"), "-m", *SETUP, f"strategy/query={args.queries}",
-           f"seed={args.seeds}", f"paths.results_dir={results}", *extra]  # fmt: skip
-    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    code = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL).returncode
+    code = sweep([*SETUP, f"strategy/query={args.queries}", f"seed={args.seeds}"], results, extra)
     wall = time.perf_counter() - t0
 
     rows = [r for r in load_rows(results).rows if r["strategy"].startswith("active")]

@@ -22,40 +22,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 
+from benchlib import ROOT, conclude, sweep
 from labelbench.results.leaderboard import build_leaderboards
 from labelbench.results.render import to_markdown
 from labelbench.results.table import load_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 MODELS = ("cnn1d", "mlp")
 TRAINING = ("strategy.optimizer.lr=0.01", "strategy.max_steps=6000", "strategy.patience=0")
 CNN_TARGET, MLP_GAP = 0.90, 0.10
 
 
-def sweep(results: Path, seeds: str, extra: list[str]) -> int:
-    cmd = [
-        str(BIN / "labelbench-run"),
-        "-m",
-        "dataset=mnist1d",
-        "budget=full",
-        "strategy=supervised",
-        *TRAINING,
-        f"model={','.join(MODELS)}",
-        f"seed={seeds}",
-        "logger=none",
-        f"paths.results_dir={results}",
-        *extra,
-    ]
-    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL).returncode
+def sweep_mnist1d(results: Path, seeds: str, extra: list[str]) -> int:
+    args = ["dataset=mnist1d", "budget=full", "strategy=supervised", *TRAINING,
+            f"model={','.join(MODELS)}", f"seed={seeds}", "logger=none"]  # fmt: skip
+    return sweep(args, results, extra)
 
 
 def summary(rows: list[dict]) -> tuple[str, dict[str, float]]:
@@ -92,7 +77,7 @@ def main() -> None:
     results = Path(args.results).resolve()
 
     t0 = time.perf_counter()
-    code = sweep(results, args.seeds, extra)
+    code = sweep_mnist1d(results, args.seeds, extra)
     wall = time.perf_counter() - t0
 
     mine = {"dataset": "mnist1d", "regime": "clean", "budget": "full", "strategy": "supervised"}
@@ -117,14 +102,7 @@ def main() -> None:
             else "missing",
         ),
     ]
-    print("| target | met | figures |")
-    print("|---|---|---|")
-    for target, met, figures in verdicts:
-        print(f"| {target} | {'yes' if met else 'NO'} | {figures} |")
-    failed = len(rows) - len(ok)
-    print(f"\n{len(rows)} records ({failed} failed) in {results}; sweep took {wall:.0f} s")
-    if failed or code or not all(met for _, met, _ in verdicts):
-        sys.exit(1)
+    conclude(verdicts, rows, results, wall, [code])
 
 
 if __name__ == "__main__":

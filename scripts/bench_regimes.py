@@ -21,19 +21,16 @@ Targets:
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchlib import ROOT, conclude, sweep
 from labelbench.results.leaderboard import build_leaderboards
 from labelbench.results.render import to_markdown
 from labelbench.results.table import load_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 COMMON = ["dataset=digits", "logger=none"]
 NOISE_GAIN = 0.03
 
@@ -84,13 +81,6 @@ def realised_noise(seeds=range(5), rates=(0.1, 0.2, 0.4, 0.6, 0.8)) -> tuple[flo
             _, acc = reveal(task, Symmetric(rate), Full(), seed=seed, split_seed=0)
             worst = max(worst, abs(acc.noise_rate - rate))
     return worst, len(task.split.pool)
-
-
-def sweep(results: Path, seeds: str, overrides: list[str], extra: list[str]) -> int:
-    cmd = [str(BIN / "labelbench-run"), "-m", *COMMON, *overrides, f"seed={seeds}",
-           f"paths.results_dir={results}", *extra]  # fmt: skip
-    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL).returncode
 
 
 def means(rows: list[dict], regime_prefix: str, budget: str, model: str) -> dict[str, float]:
@@ -162,7 +152,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     codes = [
-        sweep(results, args.seeds, overrides, extra)
+        sweep([*COMMON, *overrides, f"seed={args.seeds}"], results, extra)
         for family in SWEEPS
         if family in only
         for overrides in SWEEPS[family]
@@ -175,15 +165,7 @@ def main() -> None:
         filters={"dataset": "digits"},
     )  # fmt: skip
     print(to_markdown(boards))
-    verdicts = check_targets(rows, only)
-    print("| target | met | figures |")
-    print("|---|---|---|")
-    for target, met, figures in verdicts:
-        print(f"| {target} | {'yes' if met else 'NO'} | {figures} |")
-    failed = sum(r["status"] != "ok" for r in rows)
-    print(f"\n{len(rows)} records ({failed} failed) in {results}; sweeps took {wall:.0f} s")
-    if failed or any(codes) or not all(met for _, met, _ in verdicts):
-        sys.exit(1)
+    conclude(check_targets(rows, only), rows, results, wall, codes)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import orjson
 
+from benchlib import ROOT, conclude, sweep
 from labelbench.results.leaderboard import build_leaderboards
 from labelbench.results.render import to_markdown
 from labelbench.results.table import load_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SSL = (
     "pseudo_label",
     "mean_teacher",
@@ -47,20 +44,9 @@ FEW = ("20", "40")
 GAIN, FULL_DROP = 0.05, 0.01
 
 
-def sweep(results: Path, seeds: str, models: str, budget: list[str], extra: list[str]) -> int:
-    cmd = [
-        str(BIN / "labelbench-run"),
-        "-m",
-        "experiment=ssl_digits",
-        *budget,
-        f"seed={seeds}",
-        f"model={models}",
-        "logger=none",
-        f"paths.results_dir={results}",
-        *extra,
-    ]
-    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL).returncode
+def sweep_ssl(results: Path, seeds: str, models: str, budget: list[str], extra: list[str]) -> int:
+    args = ["experiment=ssl_digits", *budget, f"seed={seeds}", f"model={models}", "logger=none"]
+    return sweep(args, results, extra)
 
 
 def check_targets(boards) -> list[tuple[str, bool, str]]:
@@ -146,14 +132,14 @@ def main() -> None:
 
     t0 = time.perf_counter()
     codes = [
-        sweep(
+        sweep_ssl(
             results,
             args.seeds,
             args.models,
             ["budget=total", f"budget.total={','.join(FEW)}"],
             extra,
         ),
-        sweep(results, args.seeds, args.models, ["budget=full"], extra),
+        sweep_ssl(results, args.seeds, args.models, ["budget=full"], extra),
     ]
     wall = time.perf_counter() - t0
 
@@ -164,15 +150,7 @@ def main() -> None:
     )  # fmt: skip
     print(to_markdown(boards))
     print(fit_times(rows))
-    verdicts = check_targets(boards)
-    print("| target | met | figures |")
-    print("|---|---|---|")
-    for target, met, figures in verdicts:
-        print(f"| {target} | {'yes' if met else 'NO'} | {figures} |")
-    failed = sum(r["status"] != "ok" for r in rows)
-    print(f"\n{len(rows)} records ({failed} failed) in {results}; sweeps took {wall:.0f} s")
-    if failed or any(codes) or not all(met for _, met, _ in verdicts):
-        sys.exit(1)
+    conclude(check_targets(boards), rows, results, wall, codes)
 
 
 if __name__ == "__main__":
