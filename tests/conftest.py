@@ -78,3 +78,30 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
         stdin=subprocess.DEVNULL,
         env=env,
     )
+
+
+def assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes) -> None:
+    """Run `cfg` into a fresh results folder with LabelModule.training_step raising whenever
+    `crashes(module)` holds (after 40 optimizer steps, say), check that it failed, then run
+    it again: the relaunch must resume from step 40 and end with `whole`'s metrics, bit for
+    bit (on CPU)."""
+    from labelbench.run import run
+    from labelbench.strategies.lightning import LabelModule
+
+    cfg.paths.results_dir = str(tmp_path / "interrupted")
+    original = LabelModule.training_step
+
+    def crash(self, chunk, idx):
+        if crashes(self):
+            raise RuntimeError("simulated crash")
+        return original(self, chunk, idx)
+
+    monkeypatch.setattr(LabelModule, "training_step", crash)
+    crashed = run(cfg, choices)
+    assert crashed.status == "failed" and crashed.error["message"] == "simulated crash"
+    monkeypatch.setattr(LabelModule, "training_step", original)
+    resumed = run(cfg, choices)
+    assert resumed.status == "ok", resumed.error
+    assert resumed.metrics.pop("fit/resumed_from_step") == 40
+    expected = {k: v for k, v in whole.metrics.items() if k != "fit/resumed_from_step"}
+    assert resumed.metrics == expected

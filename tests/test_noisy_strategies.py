@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import run_cli
+from conftest import assert_resumes_exactly, run_cli
 from labelbench.config import ConfigError, run_key
 from labelbench.labels import reveal
 from labelbench.run import build, run
@@ -20,7 +20,6 @@ from labelbench.strategies.cl_filter import CLFilter
 from labelbench.strategies.coteaching import CoTeaching, CoTeachingModule, small_loss
 from labelbench.strategies.distill import Distill, soften
 from labelbench.strategies.elr import ELR, elr_penalty, elr_update
-from labelbench.strategies.lightning import LabelModule
 from labelbench.strategies.losses import (
     GCE,
     MAE,
@@ -138,24 +137,9 @@ def test_crashed_fit_resumes_exactly(strategy, compose_fast, tmp_path, monkeypat
     assert whole.status == "ok", whole.error
 
     cfg, choices = compose_fast(*resumable, fast=False)
-    cfg.paths.results_dir = str(tmp_path / "interrupted")
-    original = LabelModule.training_step
-
-    def crash(self, chunk, idx):
-        if self.steps_done >= 40:
-            raise RuntimeError("simulated crash")
-        return original(self, chunk, idx)
-
-    monkeypatch.setattr(LabelModule, "training_step", crash)
-    crashed = run(cfg, choices)
-    assert crashed.status == "failed" and crashed.error["message"] == "simulated crash"
-
-    monkeypatch.setattr(LabelModule, "training_step", original)
-    resumed = run(cfg, choices)
-    assert resumed.status == "ok", resumed.error
-    assert resumed.metrics.pop("fit/resumed_from_step") == 40
-    whole.metrics.pop("fit/resumed_from_step")
-    assert resumed.metrics == whole.metrics
+    assert_resumes_exactly(
+        cfg, choices, whole, monkeypatch, tmp_path, crashes=lambda module: module.steps_done >= 40
+    )
 
 
 def test_cl_filter_removes_mostly_wrong_labels(compose_fast):

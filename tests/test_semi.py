@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
+from conftest import assert_resumes_exactly, run_cli
 from labelbench.config import ConfigError, run_key
 from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
@@ -19,7 +19,6 @@ from labelbench.run import build, run
 from labelbench.strategies.augment import ImageAugment, VectorAugment
 from labelbench.strategies.flexmatch import flexmatch_thresholds
 from labelbench.strategies.label_propagation import certainty, knn_graph, propagate
-from labelbench.strategies.lightning import LabelModule
 from labelbench.strategies.mean_teacher import ema_update
 from labelbench.strategies.pseudo_label import PseudoLabelModule
 from labelbench.strategies.semi import (
@@ -151,28 +150,15 @@ def test_crashed_fit_resumes_exactly(strategy, compose_fast, tmp_path, monkeypat
     assert whole.status == "ok", whole.error
 
     cfg, choices = compose_fast(*resumable, fast=False)
-    cfg.paths.results_dir = str(tmp_path / "interrupted")
-    original = LabelModule.training_step
     crash_at = {"self_training": 2}  # the round to crash in (self-training fits 2 models)
     fits = {"n": 0, "last": None}
 
-    def crash(self, chunk, idx):
-        if fits["last"] is not self:
-            fits["n"], fits["last"] = fits["n"] + 1, self
-        if fits["n"] >= crash_at.get(strategy, 1) and self.steps_done >= 40:
-            raise RuntimeError("simulated crash")
-        return original(self, chunk, idx)
+    def crashes(module) -> bool:
+        if fits["last"] is not module:
+            fits["n"], fits["last"] = fits["n"] + 1, module
+        return fits["n"] >= crash_at.get(strategy, 1) and module.steps_done >= 40
 
-    monkeypatch.setattr(LabelModule, "training_step", crash)
-    crashed = run(cfg, choices)
-    assert crashed.status == "failed" and crashed.error["message"] == "simulated crash"
-
-    monkeypatch.setattr(LabelModule, "training_step", original)
-    resumed = run(cfg, choices)
-    assert resumed.status == "ok", resumed.error
-    assert resumed.metrics.pop("fit/resumed_from_step") == 40
-    whole.metrics.pop("fit/resumed_from_step")
-    assert resumed.metrics == whole.metrics
+    assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes)
 
 
 # --- the pieces, by hand ---------------------------------------------------------------------
