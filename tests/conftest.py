@@ -105,3 +105,27 @@ def assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes) 
     assert resumed.metrics.pop("fit/resumed_from_step") == 40
     expected = {k: v for k, v in whole.metrics.items() if k != "fit/resumed_from_step"}
     assert resumed.metrics == expected
+
+
+def revealed(cfg: DictConfig):
+    """(parts, task, pool): a config's built components, its task and the LabelPool its
+    budget reveals (seed 0, split_seed 0), for tests that call a strategy directly."""
+    from labelbench.config import run_key
+    from labelbench.labels import reveal
+    from labelbench.run import build
+
+    parts = build(cfg, run_key(cfg))
+    task = parts.source.load(0)
+    pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
+    return parts, task, pool
+
+
+def refusal_lines(tmp_path: Path, *args: str) -> list[str]:
+    """Run `labelbench-run *args` with records under tmp_path/results and check that it
+    refused the way bad input must: exit 2, no traceback, no record. Its error lines."""
+    results = tmp_path / "results"
+    proc = run_cli("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
+    assert proc.returncode == 2, f"rc={proc.returncode}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert not list(results.glob("runs/*.json"))
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("labelbench-run: error:")]

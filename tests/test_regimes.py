@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import refusal_lines
 from labelbench.config import ConfigError
 from labelbench.data.sources import Digits
 from labelbench.labels import (
@@ -313,14 +313,7 @@ def test_weak_refuses_more_features_than_the_inputs_have(digits):
     ],
 )
 def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, args, line):
-    results = tmp_path / "results"
-    proc = run_cli(
-        "labelbench-run", *args, "logger=none", f"paths.results_dir={results}", cwd=tmp_path
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("labelbench-run: error:")]
-    assert lines == [f"labelbench-run: error: {line}"], proc.stderr
-    assert not list(results.glob("runs/*.json"))
+    assert refusal_lines(tmp_path, *args, "logger=none") == [f"labelbench-run: error: {line}"]
 
 
 @pytest.mark.parametrize("name", ["clean", "crowd", "weak", "partial", "stack"])
