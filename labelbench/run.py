@@ -154,11 +154,8 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     with config_group("budget"):
         labeler = Labeler(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)
         # what the whole budget buys: trained on, or (active learning) checked against
-        pool = (
-            reveal(task, parts.regime, parts.budget, cfg.seed, cfg.split_seed)[0]
-            if rounds
-            else labeler.buy_first(labeler.capacity)
-        )
+        buy = labeler.preview if rounds else labeler.buy_first
+        pool = buy(labeler.capacity)
     with config_group("model"):
         parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     with config_group("strategy"):

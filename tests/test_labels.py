@@ -170,3 +170,14 @@ def test_labeler_sells_items_in_the_order_bought_within_the_budget(digits):
     with pytest.raises(ValueError, match="buy_first comes before"):
         labeler.buy_first(5)
     assert labeler.left == 17  # a refused purchase buys nothing
+
+
+def test_labeler_preview_shows_the_first_items_without_buying(digits):
+    from labelbench.labels import Labeler
+
+    labeler = Labeler(digits, Clean(), Total(30), seed=0, split_seed=0)
+    seen = labeler.preview(labeler.capacity)
+    assert labeler.left == 30 and len(labeler.bought) == 0
+    bought = labeler.buy_first(labeler.capacity)
+    assert np.array_equal(seen.indices, bought.indices)
+    assert np.array_equal(seen.labels, bought.labels)

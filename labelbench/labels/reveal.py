@@ -170,6 +170,11 @@ class Labeler:
             raise ValueError("buy_first comes before any other purchase")
         return self._buy_positions(self.order[:n])
 
+    def preview(self, n: int) -> LabelPool:
+        """The LabelPool `buy_first(n)` would give, buying nothing: what a whole budget
+        reveals, for checks made before an active-learning loop buys as it goes."""
+        return self.annotations.label_pool(self.order[:n], self.val_positions)
+
     def buy(self, indices: np.ndarray) -> LabelPool:
         """Buy the pool items with these dataset indices; returns the LabelPool of everything
         bought so far."""
