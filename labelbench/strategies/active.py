@@ -128,15 +128,15 @@ class Active(Strategy):
     ) -> Predictor:
         """Buy, fit, report and query until the budget is spent; the last round's model."""
         rng = np.random.default_rng([seed, QUERY_STREAM])
+        order = self._recorded_order(task) if self.order_from is not None else None
         state = _load_state(checkpoint)
         if state is not None:  # resume: buy the same items again, put the generator back
             labeler.buy(np.asarray(state["bought"], dtype=np.int64))
             rng.bit_generator.state = state["rng"]
             start = state["round"]
         else:
-            self._buy_initial(labeler, task, rng)
+            self._buy_initial(labeler, task, rng, order)
             start = 0
-        order = self._recorded_order(task) if self.order_from is not None else None
         for r in itertools.count(start):
             pool = labeler.label_pool()
             predictor = self.inner.fit(
@@ -171,9 +171,11 @@ class Active(Strategy):
                                      "rng": rng.bit_generator.state})  # fmt: skip
         raise AssertionError("itertools.count does not end")
 
-    def _buy_initial(self, labeler: Labeler, task: TaskView, rng: np.random.Generator) -> None:
-        if self.order_from is not None:
-            labeler.buy(self._recorded_order(task)[: self.initial])
+    def _buy_initial(
+        self, labeler: Labeler, task: TaskView, rng: np.random.Generator, order: np.ndarray | None
+    ) -> None:
+        if order is not None:  # replay: the recorded order's first items
+            labeler.buy(order[: self.initial])
         elif self.initial_pick == "cold_start":
             candidates = task.pool
             flat = np.asarray(task.x[candidates], dtype=np.float64).reshape(len(candidates), -1)
