@@ -191,5 +191,10 @@ def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp
     assert again.returncode == 0, again.stderr
     (mine,) = (json.loads(p.read_text()) for p in results.glob("runs/*.json"))
     (theirs,) = (json.loads(p.read_text()) for p in (tmp_path / "whole").glob("runs/*.json"))
-    assert mine["labels"]["indices"] == theirs["labels"]["indices"]
-    assert mine["curve"] == theirs["curve"] and mine["metrics"] == theirs["metrics"]
+    assert mine["labels"]["indices"] == theirs["labels"]["indices"]  # the same decisions
+    # Rounds scored by the killed process and by the whole run's: two processes, whose
+    # threaded float reductions may differ in the last bits of a calibration sum.
+    assert [p["labels"] for p in mine["curve"]] == [p["labels"] for p in theirs["curve"]]
+    for a, b in zip(mine["curve"], theirs["curve"], strict=True):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9)
+    assert mine["metrics"] == pytest.approx(theirs["metrics"], rel=1e-6, abs=1e-9)
