@@ -30,8 +30,11 @@ test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
 	$(BIN)/pytest -q
 
 bench: $(STAMP) ## fit overhead against a plain PyTorch loop; the aggregator on 100k records
-	$(BIN)/python scripts/bench_fit_overhead.py
-	$(BIN)/python scripts/bench_aggregate.py
+	$(BIN)/python scripts/bench/fit_overhead.py
+	$(BIN)/python scripts/bench/aggregate.py
+
+reference: $(STAMP) ## run the experiment presets, write their leaderboards to results/reference/ (about an hour)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/bench/reference.py
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check labelbench tests scripts
@@ -40,4 +43,4 @@ lint: $(STAMP) ## ruff lint and format check
 clean: ## remove run records, Hydra folders and logs (keeps the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/hydra $(RESULTS)/logs
 
-.PHONY: help install demo test bench lint clean
+.PHONY: help install demo test bench reference lint clean

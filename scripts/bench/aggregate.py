@@ -2,7 +2,7 @@
 cache; warm: cache valid; one changed file) and building the leaderboard, in-process and
 through `labelbench leaderboard`. Target: 100k records aggregate in <= 5 s.
 
-    .venv/bin/python scripts/bench_aggregate.py [--n 100000] [--dir /tmp/lb-bench] [--keep]
+    .venv/bin/python scripts/bench/aggregate.py [--n 100000] [--dir /tmp/lb-bench] [--keep]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ validation pass every `eval_every` steps with best-weights restore. Early stoppi
 both sides run every step. Both sides include building the model and optimizer; the
 Lightning side also builds its Trainer (what a user pays per run).
 
-    .venv/bin/python scripts/bench_fit_overhead.py [--steps 1500] [--repeats 7] [--budget full]
+    .venv/bin/python scripts/bench/fit_overhead.py [--steps 1500] [--repeats 7] [--budget full]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ launcher=joblib (n_jobs=2) and launcher=slurm (the cluster SLURM_CONF points at,
 one-node cluster of scripts/slurm/up.sh), each into a fresh results folder. Repeats are
 interleaved (the launcher order rotates) and the table shows medians.
 
-    .venv/bin/python scripts/bench_launchers.py [--repeats 3] [--launchers local,joblib,slurm]
+    .venv/bin/python scripts/bench/launchers.py [--repeats 3] [--launchers local,joblib,slurm]
         [--n-jobs 2]
 
 SLURM is skipped, with the reason, when sbatch is missing or no controller answers.
@@ -26,7 +26,7 @@ import orjson
 
 from labelbench.launchers import controller_problem, missing_sbatch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SWEEPS = (  # the Makefile's `demo` target, without the leaderboard and dashboard steps
     ["-m", "experiment=demo", "budget=total", "budget.total=20,50,100"],

@@ -3,7 +3,7 @@ small CNN), seeds 0-2, the same splits and revealed items for every strategy of 
 the quality targets of issue 6, each with the figures that decide it, and the leaderboard
 of every sweep.
 
-    .venv/bin/python scripts/bench_regimes.py [--results results/bench-regimes]
+    .venv/bin/python scripts/bench/quality_regimes.py [--results results/bench-regimes]
         [--seeds 0,1,2] [--only noise,crowd,weak,partial,longtail] [extra overrides]
 
 Records go to --results and the sweeps skip runs already recorded there, so an interrupted

@@ -1,7 +1,7 @@
 """Quality on MNIST-1D: supervised training on the full pool (3400 labels) with the small
 1-D CNN (model=cnn1d) and the MLP, seeds 0-2, tested on the package's own 1000 test items.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_mnist1d.py
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench/quality_mnist1d.py
         [--results results/bench-mnist1d] [--seeds 0,1,2] [extra labelbench-run overrides]
 
 Records go to --results and the sweep skips runs already recorded there; delete the folder

@@ -3,7 +3,7 @@ seeds 0-2, 10 initial labels (the first of a random reveal order, the same for e
 query), +10 per round up to 100; the per-round curves, their AUBC, and where uncertainty
 sampling falls below random.
 
-    .venv/bin/python scripts/bench_active.py [--results results/bench-active] [--seeds 0,1,2]
+    .venv/bin/python scripts/bench/quality_active.py [--results results/bench-active] [--seeds 0,1,2]
         [--queries random,margin,...] [extra labelbench-run overrides]
 
 Records go to --results and the sweep skips runs already recorded there. A few minutes on

@@ -2,7 +2,7 @@
 SSL strategy and the classical peers, seeds 0-2, budgets of 20 and 40 labels and the full
 pool), its leaderboards, and the quality targets, each with the figures that decide it.
 
-    .venv/bin/python scripts/bench_ssl.py [--results results/bench-ssl] [--seeds 0,1,2]
+    .venv/bin/python scripts/bench/quality_ssl.py [--results results/bench-ssl] [--seeds 0,1,2]
         [--models cnn_small,mlp] [extra labelbench-run overrides, e.g. launcher=joblib]
 
 Records go to --results and the sweeps skip runs already recorded there, so an interrupted

@@ -1,6 +1,6 @@
 """The embedding cache on topics with MiniLM, and what the embeddings are worth.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_embed_cache.py [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench/embed_cache.py [--repeats 3]
         [--results results/bench-embed] [--seeds 0,1,2] [--skip-quality]
 
 1. Speed: `Topics(minilm).load(0)` in a fresh process with an empty cache (loads
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TIMED = (
     "import time, sys; from labelbench.data.text import Topics;"
