@@ -85,6 +85,22 @@ class Components:
     logger: Any  # the run's Lightning logger, or False
 
 
+def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """The run config and its group choices for command-line style overrides, composed as
+    `labelbench-run` composes them (for scripts, notebooks and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
 def quiet_lightning() -> None:
     """Lightning announces devices on every Trainer; a sweep of hundreds of runs does not need it."""
     import warnings

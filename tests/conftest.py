@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from labelbench.config import register_configs
+from labelbench.run import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -40,17 +39,7 @@ def fast_for(overrides: tuple[str, ...] | list[str]) -> list[str]:
 
 def compose_run(overrides: list[str], results_dir: Path | str) -> tuple[DictConfig, dict[str, str]]:
     """Compose the run config and Hydra's group choices, as the app would."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[*overrides, f"paths.results_dir={results_dir}"],
-            return_hydra_config=True,
-        )
-    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
+    return compose([*overrides, f"paths.results_dir={results_dir}"])
 
 
 @pytest.fixture
