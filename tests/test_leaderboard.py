@@ -16,6 +16,7 @@ from labelbench.results import RecordStore, RunRecord
 from labelbench.results.leaderboard import aubc, average_ranks, build_leaderboards, paired_test
 from labelbench.results.render import to_csv, to_json, to_markdown, to_tex
 from labelbench.results.table import load_rows
+from test_records import make_record
 
 GOLDEN = Path(__file__).parent / "golden"
 SIZES = {"20": 20, "100": 100, "full": 1000}
@@ -229,6 +230,35 @@ def test_bad_records_are_skipped_and_reported(store):
         "labelbench: skipped 3 unreadable record(s)" in proc.stderr
         and "foreign.json" in proc.stderr
     )
+
+
+def test_fast_decode_gives_the_full_parse_rows_and_refusals(tmp_path):
+    """The aggregator decodes only the fields a row needs; every row and every refusal
+    must be what parsing the whole record gives."""
+    from labelbench.results.table import _parse, _parse_fully
+
+    ok = make_record("ok1", n_indices=500)
+    ok.curve = [{"round": 0.0, "labels": 10.0, "test/acc": 0.5}]
+    legacy = make_record("old")  # no budget_size / regime label: taken from choices
+    del legacy.labels["budget_size"], legacy.labels["budget"]
+    cases = {
+        "ok": ok.to_dict(),
+        "failed": make_record("bad", status="failed").to_dict(),
+        "legacy": legacy.to_dict(),
+        "no_config": {k: v for k, v in ok.to_dict().items() if k != "config"},
+        "status": {**ok.to_dict(), "status": "maybe"},
+        "error_on_ok": {**ok.to_dict(), "error": {"type": "E", "message": "m"}},
+        "text_metric": {**ok.to_dict(), "metrics": {"test/acc": "high"}},
+        "foreign": {**ok.to_dict(), "schema_version": 2},
+    }
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.json"
+        raw = json.dumps(data).encode()
+        path.write_bytes(raw)
+        assert _parse(str(path)) == _parse_fully(raw, str(path)), name
+    assert _parse(str(tmp_path / "ok.json"))[0]["curve"] == ok.curve
+    assert _parse(str(tmp_path / "legacy.json"))[0]["budget_label"] == "total"
+    assert "lacks config" in _parse(str(tmp_path / "no_config.json"))[1]
 
 
 def test_cache_is_used_and_refreshed(store):

@@ -10,6 +10,7 @@ with the reason, so callers can report them.
 from __future__ import annotations
 
 import gc
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from labelbench.results.atomic import atomic_write
-from labelbench.results.record import SCHEMA_VERSION, RecordError, RunRecord
+from labelbench.results.record import SCHEMA_VERSION, STATUSES, RecordError, RunRecord
 
 CACHE_VERSION = 3
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
@@ -75,12 +77,101 @@ class RecordRows:
         return f"skipped {len(self.problems)} unreadable record(s): {first}{more}"
 
 
+class _Labels(msgspec.Struct):
+    """The label accounting fields a row reads; the rest (the indices above all) is
+    skipped unparsed. UNSET: absent from the record."""
+
+    budget: Any = msgspec.UNSET
+    regime: Any = msgspec.UNSET
+    budget_size: int | msgspec.UnsetType = msgspec.UNSET
+    count: int = 0
+    cost: Any = None
+
+
+class _Error(msgspec.Struct):
+    type: str
+    message: str
+
+
+class _RowFields(msgspec.Struct):
+    """What a row needs of a record, decoded straight from the JSON bytes. The fields a
+    row does not read (config, indices ...) are only scanned, never built into Python
+    objects: about 6x faster than parsing the whole record. Raw fields are still
+    required, as RunRecord requires them."""
+
+    schema_version: int
+    run_key: str
+    status: str
+    choices: dict[str, Any]
+    seed: int
+    labels: _Labels
+    metrics: dict[str, float]
+    directions: dict[str, str]
+    curve: list[dict[str, Any]]
+    split_seed: msgspec.Raw
+    timings: msgspec.Raw
+    versions: msgspec.Raw
+    git: msgspec.Raw
+    host: msgspec.Raw
+    config: msgspec.Raw
+    error: _Error | None = None
+
+
+_decode_row = msgspec.json.Decoder(_RowFields).decode
+
+
+def _row(r: _RowFields, path: str) -> dict[str, Any] | None:
+    """The row of a decoded record (as row_from_record), or None if RunRecord would refuse
+    it: the full parse then says why."""
+    ok_status = r.status in STATUSES and (r.status == "failed") == (r.error is not None)
+    if (
+        r.schema_version != SCHEMA_VERSION
+        or not ok_status
+        or not all(math.isfinite(v) for v in r.metrics.values())
+    ):
+        return None
+    labels, choices = r.labels, r.choices
+    budget = labels.budget if labels.budget is not msgspec.UNSET else choices.get("budget", "?")
+    regime = labels.regime if labels.regime is not msgspec.UNSET else choices.get("regime", "?")
+    size = labels.budget_size if labels.budget_size is not msgspec.UNSET else labels.count
+    return {
+        "path": path,
+        "run_key": r.run_key,
+        "status": r.status,
+        **{k: str(choices.get(k, "?")) for k in CHOICES},
+        "budget_label": str(budget),
+        "regime_label": str(regime),
+        "budget_size": int(size),
+        "labels": int(labels.count),
+        "cost": labels.cost,
+        "seed": r.seed,
+        "metrics": r.metrics,
+        "directions": r.directions,
+        "curve": r.curve,
+        "error": f"{r.error.type}: {r.error.message}" if r.error else None,
+    }
+
+
 def _parse(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(row, None) for a usable record, else (None, why not)."""
+    """(row, None) for a usable record, else (None, why not). The fast typed decode
+    serves every valid record; anything it refuses is parsed in full, which names the
+    problem exactly."""
     try:
         with open(path, "rb") as f:
-            data = orjson.loads(f.read())
-    except (OSError, orjson.JSONDecodeError) as e:
+            raw = f.read()
+    except OSError as e:
+        return None, f"not JSON ({type(e).__name__})"
+    with suppress(msgspec.DecodeError):
+        row = _row(_decode_row(raw), path)
+        if row is not None:
+            return row, None
+    return _parse_fully(raw, path)
+
+
+def _parse_fully(raw: bytes, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
         return None, f"not JSON ({type(e).__name__})"
     if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
         return (

@@ -14,9 +14,11 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from benchlib import BIN, figure, run_measured
 from labelbench.results.record import RunRecord
 
 STRATEGIES = [
@@ -121,6 +123,7 @@ def main() -> None:
         "--keep", action="store_true", help="reuse records already generated in --dir"
     )
     parser.add_argument("--target", type=float, default=5.0)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args()
 
     root = Path(args.dir)
@@ -151,39 +154,32 @@ def main() -> None:
         f"load rows: cold {t_cold:.2f} s, warm {t_warm:.2f} s, one file changed {t_one:.2f} s ({len(rows.rows)} rows)"
     )
 
-    cli = [
-        str(Path(sys.executable).parent / "labelbench"),
-        "leaderboard",
-        str(root),
-        "--format",
-        "md",
-    ]
-    results = {}
+    cli = [str(BIN / "labelbench"), "leaderboard", str(root), "--format", "md"]
+    results, peaks = {}, {}
     for label, clear in (("cold", True), ("warm", False)):
         if clear:
             shutil.rmtree(root / ".cache", ignore_errors=True)
-        t, proc = timed(lambda: subprocess.run(cli, capture_output=True, text=True))
-        if proc.returncode != 0:
-            sys.exit(f"labelbench leaderboard failed: {proc.stderr}")
-        results[label] = t
+        with tempfile.TemporaryFile("w+") as err:
+            t, code, peak = run_measured(cli, stdout=subprocess.DEVNULL, stderr=err)
+            if code != 0:
+                err.seek(0)
+                sys.exit(f"labelbench leaderboard failed: {err.read()}")
+        results[label], peaks[label] = t, peak
     print(
         f"`labelbench leaderboard` end to end (process start, load, stats, render): "
-        f"cold cache {results['cold']:.2f} s, warm cache {results['warm']:.2f} s; "
-        f"target <= {args.target} s: {'PASS' if max(results.values()) <= args.target else 'FAIL'}"
+        f"cold cache {results['cold']:.2f} s ({peaks['cold']:.0f} MB peak), warm cache "
+        f"{results['warm']:.2f} s ({peaks['warm']:.0f} MB); target <= {args.target} s: "
+        f"{'PASS' if max(results.values()) <= args.target else 'FAIL'}"
     )
-    print(
-        json.dumps(
-            {
-                "figure": "aggregate_100k",
-                "n": args.n,
-                "load_cold_s": round(t_cold, 3),
-                "load_warm_s": round(t_warm, 3),
-                "cli_cold_s": round(results["cold"], 3),
-                "cli_warm_s": round(results["warm"], 3),
-                "target_s": args.target,
-            }
-        )
-    )
+    figures = [
+        figure(f"aggregator: labelbench leaderboard, {args.n} records, {label} cache",
+               args.target, results[label], "s", peaks[label])
+        for label in ("cold", "warm")
+    ]  # fmt: skip
+    figures.append(figure(f"aggregator: load {args.n} records in-process, no cache",
+                          args.target, t_cold, "s"))  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

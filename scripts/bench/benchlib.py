@@ -1,10 +1,13 @@
-"""What the quality benchmarks share: launching a sweep of labelbench-run, and the verdict
-table that ends each of them (and decides its exit code)."""
+"""What the benchmarks share: launching a sweep of labelbench-run, the verdict table that
+ends each quality benchmark (and decides its exit code), and timing a process with its
+peak memory for `make bench`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,3 +39,36 @@ def conclude(
     print(f"\n{len(rows)} records ({failed} failed) in {results}; sweeps took {wall:.0f} s")
     if failed or any(codes) or not all(met for _, met, _ in verdicts):
         sys.exit(1)
+
+
+def run_measured(cmd: Sequence[str], **popen) -> tuple[float, int, float]:
+    """Run `cmd` to the end: (wall seconds, exit code, peak resident memory in MB of the
+    largest process in its tree, as the kernel reports it to wait4). Output goes where
+    `popen` says (files, DEVNULL; not pipes, which nobody would drain)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - t, os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+
+
+def figure(name: str, target: float, measured: float, unit: str, peak_mb: float | None = None,
+           **details) -> dict:  # fmt: skip
+    """One row of `make bench`'s table: lower is better for every figure there."""
+    return {"figure": name, "target": target, "measured": measured, "unit": unit,
+            "peak_mb": peak_mb, **details}  # fmt: skip
+
+
+def git_commit() -> str:
+    """The checked-out commit, marked when labelbench/ or conf/ have uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+
+    sha = git("rev-parse", "--short=10", "HEAD") or "unknown"
+    return (
+        f"{sha} (with uncommitted changes)"
+        if git("status", "--porcelain", "--", "labelbench", "conf")
+        else sha
+    )

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchlib import figure
 from labelbench.labels.reveal import Labeler, shape
 from labelbench.run import build, compose, run_key
 from labelbench.strategies.base import Checkpointing
@@ -396,7 +397,9 @@ class Case:
         self.labeler_args = (task, self.parts.regime, self.parts.budget, 0, 0)
         self.view = task.view()
         self.scratch = scratch
-        self.checkpoint = Checkpointing(scratch / "checkpoints", int(self.cfg.checkpoint.every_steps))
+        self.checkpoint = Checkpointing(
+            scratch / "checkpoints", int(self.cfg.checkpoint.every_steps)
+        )
 
     def fit(self, plain: bool) -> dict[str, float]:
         strategy = copy.deepcopy(self.parts.strategy)  # fit may keep state on the strategy
@@ -454,7 +457,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategies", default=",".join(SETTINGS))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--logger", default="csv", help="the run's logger (default: csv, as labelbench-run)")
+    parser.add_argument(
+        "--logger", default="csv", help="the run's logger (default: csv, as labelbench-run)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="max_steps (default: the YAML's)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args()
@@ -479,8 +484,8 @@ def main() -> None:
                   f"{row['steps']:.0f} | {'yes' if row['same_result'] else 'NO ' + str(row['val_acc'])} |",
                   flush=True)  # fmt: skip
     figures = [
-        {"figure": f"fit overhead: {r['strategy']}", "target": r["target"], "measured": r["ratio"],
-         "unit": "x", "details": r}
+        figure(f"fit overhead: {r['strategy']} (Lightning / plain loop)", r["target"],
+               r["ratio"], "x", **r)
         for r in rows
     ]  # fmt: skip
     if args.json:

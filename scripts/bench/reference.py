@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import BIN, ROOT, sweep
+from benchlib import BIN, ROOT, git_commit, sweep
 from labelbench.results.atomic import atomic_write
 
 
@@ -95,20 +95,6 @@ REFERENCES = {
 }  # fmt: skip
 
 COMMON = ("logger=none",)  # the record store is the source of truth; no CSV logs
-
-
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-
-    sha = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    return (
-        f"{sha} (with uncommitted changes)"
-        if git("status", "--porcelain", "--", "labelbench", "conf")
-        else sha
-    )
 
 
 def render(name: str, ref: Reference, store: Path, commands: list[str]) -> str | None:
