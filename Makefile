@@ -29,9 +29,8 @@ demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 se
 test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
 	$(BIN)/pytest -q
 
-bench: $(STAMP) ## fit overhead against a plain PyTorch loop; the aggregator on 100k records
-	$(BIN)/python scripts/bench/fit_overhead.py
-	$(BIN)/python scripts/bench/aggregate.py
+bench: $(STAMP) ## speed: fit overhead vs a plain loop, the demo, the aggregator on 100k records, --help (~15 min)
+	$(BIN)/python scripts/bench/all.py
 
 reference: $(STAMP) ## run the experiment presets, write their leaderboards to results/reference/ (about an hour)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/bench/reference.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -206,6 +207,9 @@ _ROW_FIELDS = ("run_key", "status", *CHOICES, "budget_label", "regime_label", "b
                "seed", "error", "curve")  # fmt: skip
 
 
+_row_fields = operator.itemgetter(*_ROW_FIELDS)
+
+
 def _encode(entries: dict[str, list]) -> dict[str, Any]:
     metrics = sorted({m for e in entries.values() if e[2] for m in e[2]["metrics"]})
     directions: dict[tuple, int] = {}
@@ -213,10 +217,11 @@ def _encode(entries: dict[str, list]) -> dict[str, Any]:
     for name, (mtime, size, row, problem) in entries.items():
         packed = None
         if row is not None:
-            d = tuple(sorted(row["directions"].items()))
-            m = row["metrics"]
-            packed = [*(row[k] for k in _ROW_FIELDS), directions.setdefault(d, len(directions)),
-                      *(m.get(k) for k in metrics)]  # fmt: skip
+            # Records keep their keys sorted, so equal directions give equal tuples; another
+            # order would only add a row to the table, never a wrong one.
+            d = tuple(row["directions"].items())
+            packed = [*_row_fields(row), directions.setdefault(d, len(directions)),
+                      *map(row["metrics"].get, metrics)]  # fmt: skip
         out.append([name, mtime, size, packed, problem])
     return {"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "metrics": metrics,
             "directions": [dict(d) for d in directions], "entries": out}  # fmt: skip
