@@ -378,18 +378,25 @@ def plain_loops() -> Iterator[None]:
 
 
 # -- the benchmark -----------------------------------------------------------------------
+def training_key(name: str) -> str:
+    """The config node holding a strategy's training settings (max_steps, eval_every)."""
+    return "strategy.inner" if name.startswith("active") else "strategy"
+
+
 class Case:
     """One strategy in its setting, built as labelbench-run builds it; fit() runs it once
     (Lightning, or plain) and returns the best validation score and steps of its last
     network."""
 
-    def __init__(self, name: str, logger: str, steps: int | None, scratch: Path) -> None:
+    def __init__(
+        self, name: str, logger: str, steps: int | None, scratch: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         base = name.split("[")[0]
         overrides = [f"strategy={base}", "dataset=digits", "model=mlp", f"logger={logger}",
                      f"paths.results_dir={scratch}", *SETTINGS[name]]  # fmt: skip
         if steps:
-            key = "strategy.inner.max_steps" if base == "active" else "strategy.max_steps"
-            overrides.append(f"{key}={steps}")
+            overrides.append(f"{training_key(name)}.max_steps={steps}")
+        overrides += extra
         self.cfg, _ = compose(overrides)
         self.name, self.parts = name, build(self.cfg, run_key(self.cfg))
         task = self.parts.source.load(0)
@@ -453,6 +460,77 @@ def measure(case: Case, repeats: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def stopwatch(parts: dict[str, float]) -> Iterator[None]:
+    """Adds the wall time spent in the pieces of a Lightning fit to `parts`: the Trainer's
+    construction, the chunks of optimizer steps (training_step), the validation loop,
+    checkpoint writes and logging. Nested pieces count in the innermost only."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
+
+    from labelbench.strategies.lightning import LabelModule
+
+    targets = {
+        "Trainer()": (pl.Trainer, "__init__"),
+        "optimizer steps": (LabelModule, "training_step"),
+        "validation loop": (_EvaluationLoop, "run"),
+        "checkpoint writes": (pl.Trainer, "save_checkpoint"),
+        "self.log": (pl.LightningModule, "log"),
+    }
+    saved = {name: getattr(owner, attr) for name, (owner, attr) in targets.items()}
+    stack: list[float] = []  # time spent in nested pieces, per open piece
+
+    def timed(name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            stack.append(0.0)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t
+                nested = stack.pop()
+                parts[name] = parts.get(name, 0.0) + spent - nested
+                if stack:
+                    stack[-1] += spent
+
+        return wrapper
+
+    for name, (owner, attr) in targets.items():
+        setattr(owner, attr, timed(name, saved[name]))
+    try:
+        yield
+    finally:
+        for name, (owner, attr) in targets.items():
+            setattr(owner, attr, saved[name])
+
+
+def breakdown(case: Case, repeats: int) -> str:
+    """Where a Lightning fit's time goes (medians per fit, ms) next to the plain loop."""
+    case.fit(plain=False)
+    runs, plain = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        case.fit(plain=True)
+        plain.append(time.perf_counter() - t)
+        parts: dict[str, float] = {}
+        t = time.perf_counter()
+        with stopwatch(parts):
+            case.fit(plain=False)
+        parts["fit, all"] = time.perf_counter() - t
+        runs.append(parts)
+    names = sorted({k for r in runs for k in r} - {"fit, all"})
+    med = {k: statistics.median(r.get(k, 0.0) for r in runs) * 1e3 for k in names}
+    total = statistics.median(r["fit, all"] for r in runs) * 1e3
+    lines = [f"{case.name}: plain loop {statistics.median(plain) * 1e3:.0f} ms; Lightning "
+             f"fit {total:.0f} ms, of which:"]  # fmt: skip
+    lines += [f"  {k:<18} {v:7.1f} ms" for k, v in med.items()]
+    lines.append(
+        f"  {'the rest':<18} {total - sum(med.values()):7.1f} ms (Trainer.fit set-up, hooks, callbacks)"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategies", default=",".join(SETTINGS))
@@ -462,12 +540,21 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=None, help="max_steps (default: the YAML's)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="where each Lightning fit's time goes, instead"
+    )
     args = parser.parse_args()
     names = [n for n in args.strategies.split(",") if n]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         parser.error(f"--strategies: {', '.join(unknown)} not in: {', '.join(SETTINGS)}")
 
+    if args.breakdown:
+        with tempfile.TemporaryDirectory(prefix="lb-fit-overhead-") as scratch:
+            for name in names:
+                folder = Path(scratch) / "".join(c if c.isalnum() else "_" for c in name)
+                print(breakdown(Case(name, args.logger, args.steps, folder), args.repeats))
+        return
     rows = []
     print(f"fit overhead on digits, MLP, torch threads {torch.get_num_threads()}, "
           f"logger={args.logger}, {args.repeats} interleaved repeats (median):\n")  # fmt: skip
