@@ -27,9 +27,7 @@ from labelbench.results.leaderboard import aubc
 from labelbench.results.table import load_rows
 
 QUERIES = ("random", "margin", "entropy", "least_confidence", "coreset", "badge")
-SETUP = ["dataset=digits", "model=mlp", "logger=none", "strategy=active", "budget=total",
-         "budget.total=100", "budget.balanced=false", "strategy.initial=10",
-         "strategy.query_size=10"]  # fmt: skip
+SETUP = ["experiment=active_digits", "logger=none"]  # conf/experiment/active_digits.yaml
 
 
 def query_of(strategy: str) -> str:

@@ -33,13 +33,12 @@ from labelbench.results.render import to_markdown
 from labelbench.results.table import load_rows
 
 MODELS = ("cnn1d", "mlp")
-TRAINING = ("strategy.optimizer.lr=0.01", "strategy.max_steps=6000", "strategy.patience=0")
 CNN_TARGET, MLP_GAP = 0.90, 0.10
 
 
 def sweep_mnist1d(results: Path, seeds: str, extra: list[str]) -> int:
-    args = ["dataset=mnist1d", "budget=full", "strategy=supervised", *TRAINING,
-            f"model={','.join(MODELS)}", f"seed={seeds}", "logger=none"]  # fmt: skip
+    # conf/experiment/mnist1d.yaml: Adam lr 0.01, 6000 steps, no early stopping
+    args = ["experiment=mnist1d", f"model={','.join(MODELS)}", f"seed={seeds}", "logger=none"]
     return sweep(args, results, extra)
 
 

@@ -34,32 +34,19 @@ from labelbench.results.table import load_rows
 COMMON = ["dataset=digits", "logger=none"]
 NOISE_GAIN = 0.03
 
-# Each sweep: one regime (or a few), the strategies that learn from what it gives.
+# Each sweep: one regime (or a few), the strategies that learn from what it gives; the
+# presets (conf/experiment/*_digits.yaml) are the ones `make reference` publishes.
 SWEEPS = {
     "noise": [
-        ["regime=symmetric", "regime.rate=0.4", "budget=full", "model=mlp",
-         "strategy=supervised,label_smoothing,coteaching,elr,cl_filter,distill"],
-        ["regime=symmetric", "regime.rate=0.4", "budget=full", "model=mlp",
-         "strategy=supervised", "strategy/loss=gce,sce,mae,bootstrap"],
-        ["regime=symmetric", "regime.rate=0.4", "budget=full", "model=mlp",
-         "strategy=distill", "strategy.teacher_labels=oracle"],
-        ["regime=symmetric", "regime.rate=0.4", "budget=full", "model=cnn_small",
-         "strategy=supervised,coteaching,elr"],
-        ["regime=symmetric", "regime.rate=0.4", "budget=full", "model=cnn_small",
-         "strategy=supervised", "strategy/loss=gce,sce"],
+        ["experiment=noise_digits"],
+        ["experiment=noise_digits", "strategy=supervised", "strategy/loss=gce,sce,mae,bootstrap"],
+        ["experiment=noise_digits", "strategy=distill", "strategy.teacher_labels=oracle"],
+        ["experiment=noise_digits", "model=cnn_small", "strategy=supervised,coteaching,elr"],
+        ["experiment=noise_digits", "model=cnn_small", "strategy=supervised", "strategy/loss=gce,sce"],
     ],
-    "crowd": [
-        ["regime=crowd", "model=mlp", "regime.annotators=3", "regime.per_item=3", "regime.accuracy=0.7",
-         "budget=total", "budget.total=300,3507",
-         "strategy=majority_vote,dawid_skene,soft_crowd"],
-    ],
-    "weak": [
-        ["regime=weak", "model=mlp", "budget=full", "strategy=lf_majority,label_model"],
-    ],
-    "partial": [
-        ["regime=partial,complementary", "model=mlp", "budget=full",
-         "strategy=proden,complementary"],
-    ],
+    "crowd": [["experiment=crowd_digits"]],
+    "weak": [["experiment=weak_digits"]],
+    "partial": [["experiment=partial_digits"]],
     "longtail": [
         ["regime=stack", "regime.stages.imbalance.ratio=20", "regime.stages.noise.rate=0.3",
          "model=mlp", "budget=full", "strategy=supervised,coteaching"],

@@ -55,9 +55,11 @@ REFERENCES = {
     ),
     "noise_digits": Reference(
         "Noisy labels on digits: 40% symmetric noise on pool and validation, the whole pool; "
-        "noise-robust strategies and losses against cross-entropy (supervised).",
+        "noise-robust strategies and losses against cross-entropy (supervised); "
+        "distill[oracle] is a marked upper bound (its teacher learns the true labels).",
         (("experiment=noise_digits",),
          ("experiment=noise_digits", "strategy=supervised", "strategy/loss=gce,sce,mae,bootstrap"),
+         ("experiment=noise_digits", "strategy=distill", "strategy.teacher_labels=oracle"),
          ("experiment=noise_digits", "model=cnn_small", "strategy=supervised,coteaching,elr"),
          ("experiment=noise_digits", "model=cnn_small", "strategy=supervised", "strategy/loss=gce,sce")),
     ),
