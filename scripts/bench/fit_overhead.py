@@ -571,10 +571,15 @@ def main() -> None:
                   f"{row['steps']:.0f} | {'yes' if row['same_result'] else 'NO ' + str(row['val_acc'])} |",
                   flush=True)  # fmt: skip
     figures = [
-        figure(f"fit overhead: {r['strategy']} (Lightning / plain loop)", r["target"],
-               r["ratio"], "x", **r)
+        figure(
+            f"fit overhead: {r['strategy']} (Lightning / plain loop)",
+            r["target"],
+            r["ratio"],
+            "x",
+            **{k: v for k, v in r.items() if k not in ("target", "ratio")},
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     if not all(r["same_result"] for r in rows):
