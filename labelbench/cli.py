@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import threading
 from pathlib import Path
 
 
@@ -57,10 +55,6 @@ def load_boards(args: argparse.Namespace):
     results = Path(args.results_dir)
     if not (results / "runs").is_dir():
         raise CLIError(f"{results} has no runs/ folder of run records (run labelbench-run first)")
-    if (
-        args.baseline
-    ):  # the paired tests need scipy.stats (~0.7 s to import): overlap it with loading
-        threading.Thread(target=importlib.import_module, args=("scipy.stats",), daemon=True).start()
     loaded = load_rows(results, use_cache=not args.no_cache)
     if (note := loaded.problem_summary()) is not None:
         print(f"labelbench: {note}", file=sys.stderr)

@@ -159,6 +159,32 @@ def test_paired_test_equals_scipy(a, b):
     assert paired_test(a, b) == pytest.approx(wilcoxon(a, b, zero_method="wilcox").pvalue)
 
 
+@pytest.mark.parametrize("n", [3, 6, 13, 14, 30, 50, 51, 139])
+@pytest.mark.parametrize("kind", ["continuous", "ties", "zeros", "ties and zeros"])
+def test_wilcoxon_equals_scipy_in_every_regime(n, kind):
+    """Exact null (no ties, no zeros, n <= 50), every sign flip (ties or zeros, n <= 13),
+    the normal approximation with the tie correction (beyond): scipy's p-values each time."""
+    import random
+
+    from labelbench.results.leaderboard import wilcoxon_p
+
+    rng = random.Random(n * 31 + len(kind))
+    slow = n == 13 and kind != "continuous"  # scipy's permutation test takes ~1 s there
+    for _ in range(2 if slow else 20):
+        a = [rng.random() for _ in range(n)]
+        if "ties" in kind:
+            a = [round(x, 1) for x in a]
+            b = [round(x - rng.choice([0.1, 0.2, -0.1, 0.3]), 1) for x in a]
+        else:
+            b = [x - rng.gauss(0.05, 0.1) for x in a]
+        if "zeros" in kind:
+            for i in rng.sample(range(n), rng.randint(1, max(1, n // 3))):
+                b[i] = a[i]
+        diffs = [x - y for x, y in zip(a, b, strict=True)]
+        expected = wilcoxon(a, b, zero_method="wilcox").pvalue
+        assert wilcoxon_p(diffs) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
 def test_paired_test_edge_cases():
     assert paired_test([], []) is None
     assert paired_test([0.5, 0.6], [0.5, 0.6]) == 1.0
@@ -263,7 +289,7 @@ def test_fast_decode_gives_the_full_parse_rows_and_refusals(tmp_path):
 
 def test_cache_is_used_and_refreshed(store):
     first = load_rows(store)
-    assert (store / ".cache" / "records.json").is_file()
+    assert (store / ".cache" / "records.msgpack").is_file()
     RecordStore(store).write(record("supervised", "20", 0, 0.11))  # rewrite one record
     again = load_rows(store)
     accs = {r["run_key"]: r["metrics"].get("test/acc") for r in again.rows}
