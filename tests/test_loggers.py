@@ -82,6 +82,8 @@ def wandb_records(path: Path):
         if length == 0 and kind == 0:
             pos += block - pos % block
             continue
+        if pos + 7 + length > len(data):
+            break  # a chunk still being written (the file is read while W&B writes it)
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # full or last chunk
