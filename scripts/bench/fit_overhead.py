@@ -403,7 +403,6 @@ class Case:
         task = shape(task, self.parts.regime, 0, 0)
         self.labeler_args = (task, self.parts.regime, self.parts.budget, 0, 0)
         self.view = task.view()
-        self.scratch = scratch
         self.checkpoint = Checkpointing(
             scratch / "checkpoints", int(self.cfg.checkpoint.every_steps)
         )
