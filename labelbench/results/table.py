@@ -32,8 +32,9 @@ CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 PARALLEL_MIN_FILES = 4000
 
 
-def row_from_record(record: RunRecord, path: str) -> dict[str, Any]:
-    """The compact row aggregation works on (no config, no indices)."""
+def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]:
+    """The compact row aggregation works on (no config, no indices), from a whole record or
+    from the fields the fast decode reads."""
     labels = record.labels
     return {
         "path": path,
@@ -79,18 +80,25 @@ class RecordRows:
 
 class _Labels(msgspec.Struct):
     """The label accounting fields a row reads; the rest (the indices above all) is
-    skipped unparsed. UNSET: absent from the record."""
+    skipped unparsed. UNSET: absent from the record; `get` reads it as a dict would."""
 
     budget: Any = msgspec.UNSET
     regime: Any = msgspec.UNSET
     budget_size: int | msgspec.UnsetType = msgspec.UNSET
-    count: int = 0
-    cost: Any = None
+    count: int | msgspec.UnsetType = msgspec.UNSET
+    cost: Any = msgspec.UNSET
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, msgspec.UNSET)
+        return default if value is msgspec.UNSET else value
 
 
 class _Error(msgspec.Struct):
     type: str
     message: str
+
+    def __getitem__(self, key: str) -> str:  # read as the record's error dict is
+        return getattr(self, key)
 
 
 class _RowFields(msgspec.Struct):
@@ -121,8 +129,8 @@ _decode_row = msgspec.json.Decoder(_RowFields).decode
 
 
 def _row(r: _RowFields, path: str) -> dict[str, Any] | None:
-    """The row of a decoded record (as row_from_record), or None if RunRecord would refuse
-    it: the full parse then says why."""
+    """The row of a decoded record, or None if RunRecord would refuse it: the full parse
+    then says why."""
     ok_status = r.status in STATUSES and (r.status == "failed") == (r.error is not None)
     if (
         r.schema_version != SCHEMA_VERSION
@@ -130,26 +138,7 @@ def _row(r: _RowFields, path: str) -> dict[str, Any] | None:
         or not all(math.isfinite(v) for v in r.metrics.values())
     ):
         return None
-    labels, choices = r.labels, r.choices
-    budget = labels.budget if labels.budget is not msgspec.UNSET else choices.get("budget", "?")
-    regime = labels.regime if labels.regime is not msgspec.UNSET else choices.get("regime", "?")
-    size = labels.budget_size if labels.budget_size is not msgspec.UNSET else labels.count
-    return {
-        "path": path,
-        "run_key": r.run_key,
-        "status": r.status,
-        **{k: str(choices.get(k, "?")) for k in CHOICES},
-        "budget_label": str(budget),
-        "regime_label": str(regime),
-        "budget_size": int(size),
-        "labels": int(labels.count),
-        "cost": labels.cost,
-        "seed": r.seed,
-        "metrics": r.metrics,
-        "directions": r.directions,
-        "curve": r.curve,
-        "error": f"{r.error.type}: {r.error.message}" if r.error else None,
-    }
+    return row_from_record(r, path)
 
 
 def _parse(path: str) -> tuple[dict[str, Any] | None, str | None]:
