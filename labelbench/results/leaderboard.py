@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,19 +66,12 @@ def wilcoxon_p(diffs: Sequence[float]) -> float:
     n = len(d)
     ranks = average_ranks([abs(x) for x in d], "min")
     r_plus = math.fsum(r for r, x in zip(ranks, d, strict=True) if x > 0)
-    ties = [t for t in _group_sizes(abs(x) for x in d) if t > 1]
+    ties = [t for t in Counter(abs(x) for x in d).values() if t > 1]
     if len(diffs) <= FLIPS_MAX_N or (len(diffs) <= EXACT_MAX_N and not ties and n == len(diffs)):
         return _all_sign_flips_p([round(2 * r) for r in ranks], round(2 * r_plus))
     mean = n * (n + 1) / 4
     sd = math.sqrt((n * (n + 1) * (2 * n + 1) - sum(t**3 - t for t in ties) / 2) / 24)
     return math.erfc(abs(r_plus - mean) / sd / math.sqrt(2))
-
-
-def _group_sizes(values: Iterable[float]) -> list[int]:
-    counts: dict[float, int] = defaultdict(int)
-    for v in values:
-        counts[v] += 1
-    return list(counts.values())
 
 
 def _all_sign_flips_p(ranks2: list[int], observed2: int) -> float:
