@@ -9,7 +9,8 @@ aggregation, folds, rounds and queries. Only the training loop differs. On the p
 `LightningStrategy.train` is swapped for `plain_train`: a hand-written loop (model, torch
 optimizer, the same seeded minibatches and augmentation draws, a validation pass every
 `eval_every` steps, the same early stopping and best-weights restore) whose loss for each
-kind of module is written out here afresh, not taken from the module. Because every random
+kind of module is written out here afresh, not taken from the module (the ramp
+schedules are the package's own). Because every random
 draw matches, both sides end at the same step with the same best validation score: the
 table shows it, and a mismatch is flagged (the work was then not the same).
 
@@ -25,7 +26,6 @@ import copy
 import functools
 import json
 import math
-import random
 import shutil
 import statistics
 import sys
@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -50,7 +50,7 @@ from labelbench.strategies.lightning import (
     NetPredictor,
 )
 from labelbench.strategies.partial import TINY, complementary_loss
-from labelbench.strategies.semi import UNLABELED_SEED_OFFSET
+from labelbench.strategies.semi import UNLABELED_SEED_OFFSET, linear_rampup, sigmoid_rampup
 
 CPU = torch.device("cpu")
 NOISY = ("regime=symmetric", "regime.rate=0.4", "budget=full")
@@ -163,7 +163,7 @@ def coteaching_step(p: Plain) -> Step:
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
         a, b = p.net(x), peer(x)
-        rate = p.kw["forget_rate"] * min(1.0, p.steps_done / max(p.kw["ramp_steps"], 1))
+        rate = p.kw["forget_rate"] * linear_rampup(p.steps_done, p.kw["ramp_steps"])
         keep = max(1, math.ceil((1.0 - rate) * len(y)))
         with torch.no_grad():
             by_a = torch.argsort(F.cross_entropy(a, y, reduction="none"), stable=True)[:keep]
@@ -220,7 +220,7 @@ def pseudo_label_step(p: Plain) -> Step:
         _, x, y = p.labeled_batch()
         u = p.unlabeled_batch()
         t = p.steps_done - kw["warmup_steps"]
-        ramp = 1.0 if kw["rampup_steps"] <= 0 else min(1.0, t / kw["rampup_steps"])
+        ramp = linear_rampup(t, kw["rampup_steps"])
         w = kw["unlabeled_weight"] * ramp if t >= 0 else 0.0
         if u is None or w == 0:
             return F.cross_entropy(p.net(p.weak(x)), y)
@@ -279,8 +279,7 @@ def mean_teacher_step(p: Plain) -> tuple[Step, After]:
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
         u = p.unlabeled_batch()
-        r = kw["rampup_steps"]
-        ramp = 1.0 if r <= 0 else math.exp(-5 * (1 - min(1.0, p.steps_done / r)) ** 2)
+        ramp = sigmoid_rampup(p.steps_done, kw["rampup_steps"])
         w = kw["unlabeled_weight"] * ramp
         if u is None or w == 0:
             return F.cross_entropy(p.net(p.weak(x)), y)
@@ -324,9 +323,7 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     cls = getattr(made, "func", made)
     if cls.__name__ not in STEPS:
         raise SystemExit(f"fit_overhead: no plain loop for {cls.__name__}; add one to STEPS")
-    random.seed(seed)  # what pl.seed_everything seeds
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    pl.seed_everything(seed, workers=False, verbose=False)  # as LightningStrategy.train
     net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     kw = {**self.module_kwargs(), **getattr(made, "keywords", {})}
     p = Plain(self, net, data, seed, kw)
@@ -464,7 +461,6 @@ def stopwatch(parts: dict[str, float]) -> Iterator[None]:
     """Adds the wall time spent in the pieces of a Lightning fit to `parts`: the Trainer's
     construction, the chunks of optimizer steps (training_step), the validation loop,
     checkpoint writes and logging. Nested pieces count in the innermost only."""
-    import pytorch_lightning as pl
     from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
 
     from labelbench.strategies.lightning import LabelModule
