@@ -45,9 +45,14 @@ DENIED_TARGET_PREFIXES = (
 # data reaches a run through labelbench's own sources, never through a config's `_target_`.
 DENIED_NAME_PART = "load"
 
-# Config keys that say where outputs go or how they are mirrored, never what is computed:
-# they are left out of the run key so moving a results folder does not re-run a sweep.
-NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint")
+# Config keys left out of the run key: where outputs go and how they are mirrored (moving a
+# results folder does not re-run a sweep), which code may be named (`allow_targets`), and
+# `train`, which acts only through interpolations into the strategy nodes: the resolved
+# nodes already carry its effect.
+NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint", "allow_targets", "train")
+# More packages a config may name as `_target_` (a user's own strategies, datasets ...):
+# comma-separated, added to the config's `allow_targets`.
+ALLOW_TARGETS_ENV = "LABELBENCH_ALLOW_TARGETS"
 
 
 class ConfigError(ValueError):
@@ -96,6 +101,14 @@ class CheckpointConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Training length shared by every network strategy (their YAMLs interpolate it);
+    strategies that train no network ignore it, and a strategy-level key overrides it."""
+
+    max_steps: int = 1500  # optimizer steps, whatever the budget
+
+
+@dataclass
 class RunConfig:
     """Top-level schema. Component nodes are `_target_` dictionaries (see module docstring)."""
 
@@ -108,6 +121,9 @@ class RunConfig:
     logger: Any = None
     seed: int = 0
     split_seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Packages besides the built-in ones whose callables a config may name as `_target_`.
+    allow_targets: list[str] = field(default_factory=list)
     paths: PathsConfig = field(default_factory=PathsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
@@ -133,21 +149,45 @@ def _iter_targets(node: Any, path: str):
             yield from _iter_targets(value, f"{path}[{i}]")
 
 
+def allowed_prefixes(extra: Any = ()) -> tuple[str, ...]:
+    """The `_target_` prefixes allowed: the built-in ones, then the packages in `extra` (a
+    config's `allow_targets`) and in $LABELBENCH_ALLOW_TARGETS ('mypkg' allows 'mypkg.*')."""
+    import os
+
+    from_env = [n.strip() for n in os.environ.get(ALLOW_TARGETS_ENV, "").split(",") if n.strip()]
+    named = [*(extra or ()), *from_env]
+    for name in named:
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            raise ConfigError(
+                f"allow_targets entry {name!r} must be a dotted package name such as mypkg"
+                f" (from the config's allow_targets or ${ALLOW_TARGETS_ENV})"
+            )
+    users = tuple(dict.fromkeys(f"{n}." for n in named))
+    return ALLOWED_TARGET_PREFIXES + tuple(u for u in users if u not in ALLOWED_TARGET_PREFIXES)
+
+
 def check_targets(cfg: DictConfig | dict) -> None:
-    """Refuse any `_target_` outside the allowlist, before anything is instantiated."""
+    """Refuse any `_target_` outside the allowlist, before anything is instantiated. The
+    user's own packages (`allow_targets`) are trusted as labelbench's own code is."""
+    allowed = allowed_prefixes(cfg.get("allow_targets"))
+    own = ("labelbench.", *allowed[len(ALLOWED_TARGET_PREFIXES) :])
     for path, target in _iter_targets(cfg, ""):
         where = f"{path}._target_" if path else "_target_"
         if not isinstance(target, str):
             raise ConfigError(f"{where}={target!r} must be a dotted import path")
-        denied = not target.startswith("labelbench.") and (
+        denied = not target.startswith(own) and (
             target.startswith(DENIED_TARGET_PREFIXES)
             or DENIED_NAME_PART in target.rsplit(".", 1)[-1].lower()
         )
-        if denied or not target.startswith(ALLOWED_TARGET_PREFIXES):
-            allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
+        if denied or not target.startswith(allowed):
+            names = ", ".join(p.rstrip(".") for p in allowed)
             raise ConfigError(
-                f"{where}={target} is not allowed; targets must come from: {allowed}"
-                + (" (callables that load code or pickles are refused)" if denied else "")
+                f"{where}={target} is not allowed; targets must come from: {names}"
+                + (
+                    " (callables that load code or pickles are refused)"
+                    if denied
+                    else f" (add your own package with allow_targets=[mypkg] or ${ALLOW_TARGETS_ENV})"
+                )
             )
 
 
@@ -174,11 +214,32 @@ def check_run_fields(cfg: DictConfig) -> None:
     check_targets(cfg)
 
 
+def trains_network(cfg: DictConfig) -> bool:
+    """Whether the run's strategy trains the run's `model` (logreg, knn and label spreading
+    do not). Asked of the strategy class (`Strategy.trains_network(node)`), once its
+    `_target_` has passed the allowlist; a strategy that does not say trains one."""
+    node = cfg.get("strategy")
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return True
+    check_targets(cfg)
+    from hydra.utils import get_class
+
+    ask = getattr(get_class(target), "trains_network", None)
+    return True if ask is None else bool(ask(OmegaConf.to_container(node, resolve=True)))
+
+
+# The model name recorded and tabled for a strategy that trains no network.
+NO_MODEL = "–"
+
+
 def identity_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config that defines what a run computes (paths and loggers left out)."""
+    """The resolved config that defines what a run computes (paths and loggers left out,
+    and the model when the strategy trains none: logreg gives the same run under any)."""
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(resolved, dict)
-    return {k: v for k, v in resolved.items() if k not in NON_IDENTITY_KEYS}
+    drop = NON_IDENTITY_KEYS if trains_network(cfg) else (*NON_IDENTITY_KEYS, "model")
+    return {k: v for k, v in resolved.items() if k not in drop}
 
 
 def run_key(cfg: DictConfig) -> str:
@@ -191,7 +252,10 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
     """The public names of the components: Hydra's group choices when known (YAML stems),
     else the last part of each `_target_`. A dataset or strategy whose nested options
     differ from its YAML's defaults is named with them, so that leaderboards tell the
-    variants apart: 'supervised[loss=gce]', 'fixmatch[augment=none]', 'hub[encoder=resnet18]'."""
+    variants apart: 'supervised[loss=gce]', 'fixmatch[augment=none]', 'hub[encoder=resnet18]'.
+    A dataset option whose YAML leaves the data to the user (`files`: `path: ???`, `hub`:
+    `name: ???`) is named by what the user gave: 'files[wine]', 'hub[fancyzhx/ag_news]'.
+    A strategy that trains no network is named with the model `–`."""
     names = {}
     for group in ("dataset", "regime", "budget", "strategy", "model"):
         if hydra_choices and hydra_choices.get(group):
@@ -201,8 +265,46 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
             names[group] = target.rsplit(".", 1)[-1].lower()
     for group in VARIANT_GROUPS:
         if hydra_choices and hydra_choices.get(group):
-            names[group] += _variant(group, str(hydra_choices[group]), hydra_choices)
+            option = str(hydra_choices[group])
+            parts = _variant(group, option, hydra_choices)
+            if group == "dataset":
+                parts = _data_named(option, cfg[group]) + parts
+            names[group] += f"[{','.join(parts)}]" if parts else ""
+    if not trains_network(cfg):
+        names["model"] = NO_MODEL
     return names
+
+
+# Keys with which a generic dataset option leaves the data to the user, and how a value
+# names it: a file by its stem, a hub dataset by its id (a local folder by its name).
+DATA_KEYS = {"path": "stem", "name": "id"}
+
+
+def _data_named(option: str, node: DictConfig) -> list[str]:
+    """['wine'] for `dataset=files dataset.path=data/wine.csv`, ['fancyzhx/ag_news'] for
+    `dataset=hub dataset.name=fancyzhx/ag_news`; [] for an option that names its own data."""
+    from pathlib import Path
+
+    own = _option_yaml("dataset", option)
+    if own is None:
+        return []
+    for key, kind in DATA_KEYS.items():
+        if not OmegaConf.is_missing(own, key):  # ("in" is False for a ??? value)
+            continue
+        value = str(node.get(key))
+        local = Path(value).expanduser()
+        if kind == "stem":
+            return [local.stem]
+        return [local.name if value.startswith((".", "/", "~")) or local.exists() else value]
+    return []
+
+
+def _option_yaml(group: str, stem: str) -> DictConfig | None:
+    """conf/<group>/<stem>.yaml as written (None for an option from another config folder)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{stem}.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
 
 
 # Groups whose options have nested options of their own (strategy/loss, dataset/encoder ...).
@@ -210,10 +312,10 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
 VARIANT_GROUPS = ("dataset", "strategy")
 
 
-def _variant(group: str, option: str, hydra_choices: dict[str, str]) -> str:
-    """'[loss=gce]' for the nested choices of a group's option (`<group>/<sub>` options,
+def _variant(group: str, option: str, hydra_choices: dict[str, str]) -> list[str]:
+    """['loss=gce'] for the nested choices of a group's option (`<group>/<sub>` options,
     and options nested in slots such as active learning's `inner`) that differ from what
-    its YAML's defaults list picks ('' when none do): 'active[inner.loss=gce,query=entropy]'."""
+    its YAML's defaults list picks ([] when none do): ['inner.loss=gce', 'query=entropy']."""
     defaults = _nested_defaults(group, option, hydra_choices, "")
     changed = []
     for key, value in sorted(hydra_choices.items()):
@@ -222,7 +324,7 @@ def _variant(group: str, option: str, hydra_choices: dict[str, str]) -> str:
         slot = _slot(group, key)
         if str(value) != defaults.get(slot):
             changed.append(f"{slot}={value}")
-    return f"[{','.join(changed)}]" if changed else ""
+    return changed
 
 
 def _slot(group: str, key: str) -> str:
@@ -238,13 +340,11 @@ def _nested_defaults(
 ) -> dict[str, str]:
     """Slot -> option as conf/<group>/<stem>.yaml's defaults list picks them, following
     options nested in slots (`/strategy@inner: supervised`) into their own defaults."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{stem}.yaml"
+    own = _option_yaml(group, stem)
     out: dict[str, str] = {}
-    if not path.is_file():
+    if own is None:
         return out
-    for entry in OmegaConf.load(path).get("defaults", []) or []:
+    for entry in own.get("defaults", []) or []:
         if isinstance(entry, str):  # another option of the group that this one extends
             if entry != "_self_":
                 out.update(_nested_defaults(group, entry, hydra_choices, prefix))

@@ -13,7 +13,9 @@ from labelbench.data.task import TaskData, stratified_split
 
 
 class Source:
-    """Base: holds the split fractions and turns arrays into a split TaskData."""
+    """Base: holds the split fractions and turns arrays into a split TaskData.
+    `standardize` (vector data only) scales every feature to mean 0 and standard deviation
+    1 with the statistics of the pool items."""
 
     name = "source"
     modality = "vector"
@@ -26,7 +28,9 @@ class Source:
         """Where the data comes from, for messages."""
         return self.name
 
-    def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.2) -> None:
+    def __init__(
+        self, val_fraction: float = 0.15, test_fraction: float = 0.2, standardize: bool = False
+    ) -> None:
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 < value < 1:
                 raise ConfigError(f"{key}={value} is outside (0, 1)")
@@ -35,8 +39,15 @@ class Source:
                 f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no pool;"
                 " it must be below 1"
             )
+        if not isinstance(standardize, bool):
+            raise ConfigError(f"standardize={standardize!r} must be true or false")
+        if standardize and self.modality != "vector":
+            raise ConfigError(
+                f"standardize=true is for tabular (vector) data; {self.name} is {self.modality} data"
+            )
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.standardize = standardize
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[int, ...]]:
         """Inputs (float32, one row per item), labels (0..K-1), class names, input shape."""
@@ -57,9 +68,12 @@ class Source:
         split = stratified_split(
             y, self.val_fraction, self.test_fraction, split_seed, test=self.test_indices()
         )
+        x = x.astype(np.float32, copy=False)
+        if self.standardize:
+            x = standardized(x, split.pool)
         return TaskData(
             name=self.name,
-            x=x.astype(np.float32, copy=False),
+            x=x,
             y=y,
             classes=classes,
             modality=self.modality,
@@ -67,6 +81,16 @@ class Source:
             split=split,
             flip_invariant=self.flip_invariant,
         )
+
+
+def standardized(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    """Every feature shifted and scaled to mean 0 and standard deviation 1 over the rows
+    `fit_rows` (the pool: never the validation or test items, whose statistics would leak
+    into training). A feature constant on those rows is only shifted."""
+    fit = x[fit_rows].astype(np.float64)
+    mean, std = fit.mean(axis=0), fit.std(axis=0)
+    std[std == 0] = 1.0
+    return ((x - mean) / std).astype(np.float32)
 
 
 class Digits(Source):
@@ -100,8 +124,9 @@ class Synthetic(Source):
         generator_seed: int = 0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
+        standardize: bool = False,
     ) -> None:
-        super().__init__(val_fraction, test_fraction)
+        super().__init__(val_fraction, test_fraction, standardize)
         if n_classes < 2:
             raise ConfigError(f"n_classes={n_classes} must be at least 2")
         if not 1 <= n_informative <= n_features:
@@ -135,7 +160,8 @@ class Files(Source):
     """A local CSV or Parquet table read through Hugging Face `datasets`.
 
     `label_column` names the class (any values: they are sorted into class ids);
-    `feature_columns` lists numeric inputs (default: every other column)."""
+    `feature_columns` lists numeric inputs (default: every other column); `standardize`
+    (default on: table columns come in any units) scales them with pool statistics."""
 
     name = "files"
     FORMATS: ClassVar[dict[str, str]] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -147,16 +173,17 @@ class Files(Source):
         feature_columns: list[str] | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
+        standardize: bool = True,
     ) -> None:
-        super().__init__(val_fraction, test_fraction)
         self.path = Path(path)
+        self.name = self.path.stem
+        super().__init__(val_fraction, test_fraction, standardize)
         if self.path.suffix.lower() not in self.FORMATS:
             raise ConfigError(
                 f"path={path} has an unknown extension; allowed: {', '.join(self.FORMATS)}"
             )
         self.label_column = label_column
         self.feature_columns = list(feature_columns) if feature_columns else None
-        self.name = self.path.stem
 
     @property
     def origin(self) -> str:

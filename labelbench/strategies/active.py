@@ -54,6 +54,17 @@ class Active(Strategy):
 
     runs_rounds = True
 
+    @classmethod
+    def trains_network(cls, config):
+        """Whether `inner` (evaluated every round) or `proxy` (choosing the items) does."""
+        from hydra.utils import get_class
+
+        return any(
+            get_class(node["_target_"]).trains_network(node)
+            for node in (config.get("inner"), config.get("proxy"))
+            if node
+        )
+
     def __init__(
         self,
         inner: Strategy,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -70,6 +70,17 @@ class Strategy(ABC):
     # and marks the record and the strategy's table name. No other strategy sees them.
     upper_bound: bool = False
     oracle_pool: LabelPool | None = None
+
+    # False for strategies that never touch the run's `model` (scikit-learn's logistic
+    # regression ...): they are tabled with the model `–`, and their run key leaves the
+    # model out, since they give the same run under any.
+    uses_model: bool = True
+
+    @classmethod
+    def trains_network(cls, config: Mapping[str, Any]) -> bool:
+        """Whether a strategy built from `config` (its resolved YAML node) trains the run's
+        `model` (`uses_model`, unless a strategy decides from its config)."""
+        return cls.uses_model
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
         """Refuse labels this strategy cannot learn from, and settings that cannot work with

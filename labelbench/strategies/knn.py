@@ -18,6 +18,8 @@ class KNN(Strategy):
     """scikit-learn KNeighborsClassifier on the flattened inputs of the revealed items and
     their observed labels."""
 
+    uses_model = False  # scikit-learn on the flattened inputs
+
     def __init__(self, k: int = 5, weights: str = "distance", metric: str = "euclidean") -> None:
         self.k = check_int("k", k, least=1)
         if weights not in WEIGHTS:

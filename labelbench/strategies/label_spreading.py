@@ -35,6 +35,8 @@ class LabelSpreading(Strategy):
     ones with their observed labels, the unlabeled ones without. New points are classified
     from the spread labels of their k nearest pool items."""
 
+    uses_model = False  # scikit-learn on the flattened inputs
+
     def __init__(self, k: int = 7, alpha: float = 0.2, max_iter: int = 30) -> None:
         self.k = check_int("k", k, least=1)
         self.alpha = check_number("alpha", alpha, "(0, 1)")

@@ -13,6 +13,8 @@ from labelbench.strategies.classical import ClassifierPredictor, flat
 class LogReg(Strategy):
     """Multinomial logistic regression (L2, strength 1/C) on flattened inputs."""
 
+    uses_model = False  # scikit-learn on the flattened inputs
+
     def __init__(self, C: float = 1.0, max_iter: int = 1000) -> None:
         if not C > 0:
             raise ConfigError(f"C={C} must be positive")

@@ -1,0 +1,1 @@
+"""An example labelbench plugin: one strategy (mixup), living outside the labelbench package."""
