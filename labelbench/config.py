@@ -219,14 +219,14 @@ def trains_network(cfg: DictConfig) -> bool:
     do not). Asked of the strategy class (`Strategy.trains_network(node)`), once its
     `_target_` has passed the allowlist; a strategy that does not say trains one."""
     node = cfg.get("strategy")
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
-    if not isinstance(target, str):
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
         return True
-    check_targets(cfg)
+    node = OmegaConf.to_container(node, resolve=True)  # a ??? value stays '???'
+    check_targets({"strategy": node, "allow_targets": cfg.get("allow_targets")})
     from hydra.utils import get_class
 
-    ask = getattr(get_class(target), "trains_network", None)
-    return True if ask is None else bool(ask(OmegaConf.to_container(node, resolve=True)))
+    ask = getattr(get_class(node["_target_"]), "trains_network", None)
+    return True if ask is None else bool(ask(node))
 
 
 # The model name recorded and tabled for a strategy that trains no network.

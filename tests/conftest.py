@@ -54,10 +54,13 @@ def compose_fast(tmp_path):
     return _compose
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `labelbench-run` (or `labelbench`) for real, in a subprocess, no stdin."""
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `labelbench-run` (or `labelbench`) for real, in a subprocess, no stdin; `env`
+    adds to the environment."""
     exe, *rest = args
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [str(BIN / exe), *rest],
         cwd=cwd,
