@@ -22,13 +22,14 @@ def _filters(pairs: list[str]) -> dict[str, str]:
 
 
 def _fields(text: str, flag: str) -> tuple[str, ...]:
-    from labelbench.results.leaderboard import FIELDS
+    """Comma-separated fields or config keys; the keys are checked against the records."""
+    from labelbench.results.leaderboard import FIELDS, RUN_FIELDS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in FIELDS]
-    if bad or not names:
+    if not names:
         raise CLIError(
-            f"{flag} {text!r}: {', '.join(bad) or 'empty'} is not a field; allowed: {', '.join(FIELDS)}"
+            f"{flag} {text!r}: empty is not a field; allowed: {', '.join(FIELDS + RUN_FIELDS)},"
+            " or any config key (e.g. strategy.max_steps)"
         )
     return names
 
@@ -108,11 +109,19 @@ def _add_board_options(p: argparse.ArgumentParser) -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="e.g. dataset=digits regime=clean",
+        help="a field (dataset, model, regime, budget, strategy, seed, status) or any key of"
+        " the runs' resolved configs, e.g. dataset=digits regime=clean strategy.max_steps=200;"
+        " config values compare as YAML reads them (200, true, null, [256])",
     )
-    p.add_argument("--rows", default="strategy", help="fields for rows (default: strategy)")
     p.add_argument(
-        "--cols", default="regime,budget", help="fields for columns (default: regime,budget)"
+        "--rows",
+        default="strategy",
+        help="fields or config keys for rows, e.g. strategy,strategy.max_steps (default: strategy)",
+    )
+    p.add_argument(
+        "--cols",
+        default="regime,budget",
+        help="fields or config keys for columns (default: regime,budget)",
     )
     p.add_argument(
         "--baseline",

@@ -301,7 +301,9 @@ def test_cache_is_used_and_refreshed(store):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--rows", "flavour"], "--rows 'flavour': flavour is not a field; allowed: dataset"),
+        # any config key is allowed now: one that no record has is refused by name
+        (["--rows", "flavour"], "--rows flavour: no record has this key; fields: dataset"),
+        (["--rows", ""], "--rows '': empty is not a field; allowed: dataset"),
         (["--metric", "test/nope"], "metric=test/nope is in no record"),
         (["--filter", "dataset"], "must look like key=value"),
         (["--filter", "dataset=none"], "no run records"),

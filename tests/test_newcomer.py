@@ -178,3 +178,42 @@ def test_readme_adding_a_strategy_is_the_tested_example():
     blocks = re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S)
     assert (EXAMPLE / "my_method" / "mixup.py").read_text() in blocks
     assert (EXAMPLE / "conf" / "strategy" / "mixup.yaml").read_text() in blocks
+
+
+def test_runs_that_differ_beyond_the_fields_are_named_and_filtered_apart(tmp_path):
+    """Two training lengths of the same strategy land in one cell; the table says which
+    config key tells them apart, and that key filters and splits them."""
+    results = tmp_path / "results"
+    proc = run_cli(
+        "labelbench-run", "-m", "dataset=synthetic", "dataset.n_samples=400",
+        "strategy=supervised", "train.max_steps=20,40", "logger=none", "budget.total=40",
+        f"paths.results_dir={results}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    merged = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert "‡1" in merged.stdout and "strategy.max_steps" in merged.stdout
+
+    only = run_cli(
+        "labelbench", "leaderboard", str(results), "--filter", "strategy.max_steps=20",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert only.returncode == 0, only.stderr
+    assert "‡" not in only.stdout and "(1)" in only.stdout
+
+    split = run_cli(
+        "labelbench", "leaderboard", str(results), "--rows", "strategy,strategy.max_steps",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert split.returncode == 0, split.stderr
+    assert "‡" not in split.stdout
+    assert re.search(r"^\| supervised/20 ", split.stdout, re.M), split.stdout
+    assert re.search(r"^\| supervised/40 ", split.stdout, re.M), split.stdout
+
+    typo = run_cli(
+        "labelbench", "leaderboard", str(results), "--filter", "strategy.max_stepz=20",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert typo.returncode == 2 and typo.stdout == ""
+    (line,) = typo.stderr.strip().splitlines()
+    assert "strategy.max_stepz" in line and "strategy.max_steps" in line

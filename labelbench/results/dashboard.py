@@ -15,7 +15,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from labelbench.results.leaderboard import LABEL_OF, Efficiency, Leaderboard, fmt, matches
+from labelbench.results.leaderboard import (
+    LABEL_OF,
+    Efficiency,
+    Leaderboard,
+    fmt,
+    is_field,
+    matches,
+)
 from labelbench.results.render import html_tables
 from labelbench.results.table import CHOICES, RecordRows
 
@@ -125,22 +132,15 @@ def _store_dir(loaded: RecordRows) -> str | None:
 def in_view(
     rows: list[dict[str, Any]], boards: Sequence[Leaderboard], filters: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """The rows that fall in some cell of `boards` (and match `filters`, if given)."""
-    if filters:
-        rows = [r for r in rows if matches(r, filters)]
+    """The rows that fall in some cell of `boards` (and match `filters`' fields, if given;
+    config-key filters are the boards' own)."""
+    fields = {k: v for k, v in (filters or {}).items() if is_field(k)}
+    if fields:
+        rows = [r for r in rows if matches(r, fields)]
     if not boards:
         return rows
-    lb = boards[0]  # one build: every board has the same fields
-    scope_fields = tuple(lb.scope)
-    cells = {(tuple(b.scope.values()), rk, ck) for b in boards for rk, ck in b.cells}
-
-    def key(r: dict[str, Any]):
-        return tuple(
-            tuple(_choice(r, f) for f in fields)
-            for fields in (scope_fields, lb.row_fields, lb.col_fields)
-        )
-
-    return [r for r in rows if key(r) in cells]
+    placed = {r["path"] for lb in boards for _, _, r in lb.entries}
+    return [r for r in rows if r["path"] in placed]
 
 
 def _header(
@@ -249,7 +249,14 @@ def _chart(lb: Leaderboard, group: tuple[str, ...], colours) -> str:
         return (
             f"<figure><figcaption>{esc(name)}</figcaption><p class='muted'>no ok runs</p></figure>"
         )
-    svg = budget_svg(series, lb.metric, colours, baseline=lb.baseline, title_text=name)
+    svg = budget_svg(
+        series,
+        lb.metric,
+        colours,
+        baseline=lb.baseline,
+        title_text=name,
+        row_names=[lb.row_name(rk) for rk, _ in series],
+    )
     return f"<figure><figcaption>{esc(name)}</figcaption>\n{svg}\n</figure>"
 
 
@@ -259,12 +266,19 @@ def budget_svg(
     colours: dict[tuple[str, ...], tuple[str, str]],
     baseline: tuple[str, ...] | None = None,
     title_text: str = "",
+    row_names: Sequence[str] | None = None,
 ) -> str:
     """metric vs labels: one polyline per row with ±std error bars, a legend, axis labels.
-    x is log10 when the budgets span more than a factor of ten; ticks are the budgets."""
+    x is log10 when the budgets span more than a factor of ten; ticks are the budgets.
+    `row_names`: the rows' names (default: their fields joined by '/')."""
     pw, ph = 440, 260  # plot area
     left, top, bottom, right = 64, 12, 50, 16
-    names = ["/".join(rk) + (" (baseline)" if rk == baseline else "") for rk, _ in series]
+    if row_names is None:
+        row_names = ["/".join(rk) for rk, _ in series]
+    names = [
+        n + (" (baseline)" if rk == baseline else "")
+        for (rk, _), n in zip(series, row_names, strict=True)
+    ]
     shown = [n if len(n) <= 40 else n[:39] + "…" for n in names]
     width = left + pw + right
     # legend under the plot, in as many columns as fit

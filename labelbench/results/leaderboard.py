@@ -12,18 +12,140 @@ import itertools
 import math
 import operator
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 FIELDS = ("dataset", "model", "regime", "budget", "strategy")
+# A row's own values, usable like the fields; any other name is a key of the runs' configs.
+RUN_FIELDS = ("seed", "status")
 DEFAULT_ROWS = ("strategy",)
 DEFAULT_COLS = ("regime", "budget")
 ALPHA = 0.05
+# choices.model of a strategy that trains no network (logreg, knn ...): its runs do not
+# depend on the model, so they sit beside every model's runs.
+NO_MODEL = "–"
+# Config keys that never tell two runs apart: where files go, how they are logged and
+# checkpointed, the seeds (already a field), the plugin allowlist, the sweep-wide training
+# length (resolved into each strategy's own keys).
+IGNORED_KEYS = ("paths", "logger", "checkpoint", "seed", "split_seed", "allow_targets", "train")
+ABSENT_TEXT = "–"  # a config key a record does not have, as shown in rows and columns
+SHOW_KEYS = 3  # differing config keys named in the ‡ legend
+SHOW_ROWS = 5  # rows named in a warning
 
 
 class LeaderboardError(ValueError):
-    """A bad leaderboard request (unknown field, metric, baseline)."""
+    """A bad leaderboard request (unknown field or config key, metric, baseline)."""
+
+
+class _Absent:
+    """A config key a record does not have (None is a value: YAML's null)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+def is_field(name: str) -> bool:
+    """A name a row answers itself (the five fields, seed, status); anything else is a key
+    into the records' resolved configs."""
+    return name in FIELDS or name in RUN_FIELDS
+
+
+def config_value(config: dict[str, Any] | None, key: str) -> Any:
+    """The value at dotted `key` ('strategy.max_steps') of a nested config, or ABSENT."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ABSENT
+        node = node[part]
+    return node
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: leaf value}; lists and empty dicts are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def value_text(value: Any) -> str:
+    """A config value as a YAML scalar reads: 200, 0.3, true, null, [256], a string as is;
+    ABSENT as '–'."""
+    if value is ABSENT:
+        return ABSENT_TEXT
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def natural(text: str) -> tuple:
+    """Sort key for values shown as text: numbers by value, then other text, '–' last."""
+    if text == ABSENT_TEXT:
+        return (2, 0.0, text)
+    try:
+        number = float(text)
+    except ValueError:
+        return (1, 0.0, text)
+    return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
+
+
+def parse_wanted(text: str) -> tuple[str, Any]:
+    """A filter value as (raw text, YAML value): '200' -> 200, 'true' -> True, 'null' ->
+    None, '[256]' -> [256]; text YAML cannot read stays the text."""
+    import yaml  # only when a config key is filtered on
+
+    try:
+        return text, yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text, text
+
+
+def value_matches(have: Any, wanted: tuple[str, Any]) -> bool:
+    """Does a record's config value equal a filter value, compared as YAML scalars are? A
+    string compares as the string; '–' matches a record without the key."""
+    raw, parsed = wanted
+    if have is ABSENT:
+        return raw == ABSENT_TEXT
+    if isinstance(have, str):
+        return have == raw or (isinstance(parsed, str) and have == parsed)
+    if isinstance(have, bool) or isinstance(parsed, bool):
+        return isinstance(have, bool) and isinstance(parsed, bool) and have == parsed
+    if isinstance(have, int | float) and isinstance(parsed, str):
+        try:  # '1e-3': YAML 1.1 reads it as text, the config as a float
+            return float(raw) == have
+        except ValueError:
+            return False
+    return have == parsed
+
+
+def min_pairs(alpha: float) -> int | None:
+    """The fewest paired seeds at which a two-sided Wilcoxon signed-rank test can reach
+    p < alpha: its smallest p with n pairs is 2 / 2**n. None if no n can (alpha <= 0)."""
+    if alpha <= 0:
+        return None
+    n = 1
+    while 2 / 2**n >= alpha:
+        n += 1
+    return n
+
+
+def row_name(rk: tuple[str, ...], n_fields: int) -> str:
+    """'logreg', 'supervised/200'; a model-free row in a model's table: 'logreg (model –)'."""
+    name = "/".join(rk[:n_fields])
+    return f"{name} (model {rk[n_fields]})" if len(rk) > n_fields else name
 
 
 def average_ranks(values: Sequence[float], direction: str) -> list[float]:
@@ -119,6 +241,10 @@ class Cell:
     p_value: float | None = None
     n_pairs: int = 0
     significance: int = 0  # +1 significantly better than the baseline, -1 worse, 0 neither
+    still_improving: int = 0  # ok runs whose best validation step was their last
+    # Cells with duplicates: the config keys in which the cell's runs differ -> their values
+    # as text (sorted), the keys that never identify a run left out.
+    differs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -175,30 +301,70 @@ class Leaderboard:
     groups: list[tuple[str, ...]]  # column groups for efficiency (cols without budget)
     costs: list[CostPoint]
     failed_runs: list[dict[str, Any]]
+    # Groups whose rows (one at least) have two or more budgets: they get AUBC and
+    # →target columns; a row with a single budget shows '–' there.
+    aubc_groups: list[tuple[str, ...]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # where a conclusion would be unsafe
+    alpha: float = ALPHA
+    # (row key, col key, row) of every run placed in the table, model-free rows included
+    entries: list[tuple] = field(default_factory=list, repr=False)
 
     def cell(self, row: tuple[str, ...], col: tuple[str, ...]) -> Cell:
         return self.cells.get((row, col)) or Cell()
 
+    def row_name(self, rk: tuple[str, ...]) -> str:
+        return row_name(rk, len(self.row_fields))
+
+    @property
+    def model_free_rows(self) -> list[tuple[str, ...]]:
+        """Rows of strategies that train no network, placed beside this table's model."""
+        return [rk for rk in self.rows if len(rk) > len(self.row_fields)]
+
 
 # Fields shown by their table label (with the setting), filterable by either name.
 LABEL_OF = {"budget": "budget_label", "regime": "regime_label"}
+CONFIG_PREFIX = "config:"  # row copies carry a config key's value under this prefix
 
 
 def _getter(fields: Sequence[str]):
-    """row -> tuple of the fields' values ('budget' and 'regime' read their table labels:
-    '20', 'symmetric(0.4)')."""
-    keys = [LABEL_OF.get(f, f) for f in fields]
-    if len(keys) == 1:
-        (key,) = keys
-        return lambda row: (row[key],)
-    return operator.itemgetter(*keys) if keys else lambda row: ()
+    """row -> tuple of the fields' values as text ('budget' and 'regime' read their table
+    labels: '20', 'symmetric(0.4)'; a config key its value: '200', 'null', '–')."""
+    if all(f in FIELDS for f in fields):  # the usual case: plain lookups
+        keys = [LABEL_OF.get(f, f) for f in fields]
+        if len(keys) == 1:
+            (key,) = keys
+            return lambda row: (row[key],)
+        return operator.itemgetter(*keys) if keys else lambda row: ()
+    parts = [
+        operator.itemgetter(LABEL_OF.get(f, f))
+        if f in FIELDS
+        else (lambda row, f=f: str(row[f]))
+        if f in RUN_FIELDS
+        else (lambda row, k=CONFIG_PREFIX + f: value_text(row[k]))
+        for f in fields
+    ]
+    return lambda row: tuple(part(row) for part in parts)
+
+
+def _sort_key(fields: Sequence[str]):
+    """Sort key of row keys: the fields as text, config keys and seeds by value (200 before
+    1500); None where plain sorting does (no config keys)."""
+    if all(f in FIELDS for f in fields):
+        return None
+    natural_at = {i for i, f in enumerate(fields) if f not in FIELDS}
+    return lambda key: tuple(
+        natural(v) if i in natural_at else (0, 0.0, v) for i, v in enumerate(key)
+    )
 
 
 def matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
-    """True if every `key=value` filter holds (keys: the choice fields, seed, status)."""
+    """True if every `key=value` filter holds (keys: the choice fields, seed, status). A
+    model-free row ('–': its strategy trains no network) matches any model."""
     for key, want in filters.items():
         have = str(row["seed"]) if key == "seed" else row.get(key)
         if key in LABEL_OF and want in (row[LABEL_OF[key]], row[key]):
+            continue
+        if key == "model" and have == NO_MODEL:
             continue
         if have != want:
             return False
@@ -213,6 +379,9 @@ def direction_of(rows: Iterable[dict[str, Any]], metric: str) -> str:
     return seen.pop() if seen else "max"
 
 
+ConfigReader = Callable[[list[str]], list[dict[str, Any] | None]]
+
+
 def build_leaderboards(
     rows: list[dict[str, Any]],
     metric: str = "test/acc",
@@ -222,20 +391,30 @@ def build_leaderboards(
     filters: dict[str, str] | None = None,
     target_drop: float = 0.01,
     alpha: float = ALPHA,
+    read_configs: ConfigReader | None = None,
 ) -> list[Leaderboard]:
     """Split rows into tables by the fields that are neither rows nor columns, then fill
-    cells. `baseline` names a row (its fields joined by '/') for paired comparisons; it is
-    ignored in tables that lack it. Raises LeaderboardError for unknown fields or metrics."""
+    cells. Rows, columns and filters take the fields, seed, status or any key of the
+    records' resolved configs ('strategy.max_steps'), read (with `read_configs`, from the
+    rows' record files by default) only when asked for, and only for the rows still in play.
+    `baseline` names a row (its fields joined by '/') for paired comparisons; it is ignored
+    in tables that lack it. Raises LeaderboardError for unknown keys or metrics."""
     row_fields, col_fields = tuple(row_fields), tuple(col_fields)
-    for name in (*row_fields, *col_fields):
-        if name not in FIELDS:
-            raise LeaderboardError(f"{name!r} is not a field; allowed: {', '.join(FIELDS)}")
     if set(row_fields) & set(col_fields) or not row_fields or not col_fields:
         raise LeaderboardError(
             f"--rows {','.join(row_fields)} and --cols {','.join(col_fields)} must be non-empty and disjoint"
         )
-    if filters:
-        rows = [r for r in rows if matches(r, filters)]
+    if read_configs is None:
+        from labelbench.results.table import load_configs as read_configs
+    filters = dict(filters or {})
+    field_filters = {k: v for k, v in filters.items() if is_field(k)}
+    if field_filters:
+        rows = [r for r in rows if matches(r, field_filters)]
+    asked = {k: "--filter" for k in filters if not is_field(k)}
+    for flag, names in (("--rows", row_fields), ("--cols", col_fields)):
+        asked.update({k: flag for k in names if not is_field(k) and k not in asked})
+    if asked and rows:
+        rows = _with_config_keys(rows, asked, filters, read_configs, bool(field_filters))
     if not any(metric in r["metrics"] for r in rows) and any(r["status"] == "ok" for r in rows):
         known = sorted({m for r in rows for m in r["metrics"]})
         raise LeaderboardError(f"metric={metric} is in no record; metrics: {', '.join(known)}")
@@ -246,8 +425,10 @@ def build_leaderboards(
     by_scope: dict[tuple[str, ...], list[tuple]] = defaultdict(list)
     for r in rows:
         by_scope[scope_of(r)].append((row_of(r), col_of(r), r))
+    if "model" in scope_fields:
+        _place_model_free(by_scope, scope_fields.index("model"))
     baseline_key = tuple(baseline.split("/")) if baseline else None
-    return [
+    built = [
         _one_table(
             dict(zip(scope_fields, scope, strict=True)),
             group,
@@ -261,42 +442,159 @@ def build_leaderboards(
         )
         for scope, group in sorted(by_scope.items())
     ]
+    _explain_duplicates(built, read_configs)
+    return [lb for lb, _ in built]
+
+
+def _place_model_free(by_scope: dict[tuple[str, ...], list[tuple]], m: int) -> None:
+    """Move the runs of model-free strategies (model '–') into every table whose other scope
+    fields match, as rows of their own ('logreg (model –)'); they keep a table of their own
+    only where there is no such table."""
+    free = [s for s in by_scope if s[m] == NO_MODEL]
+    for scope in free:
+        rest = scope[:m] + scope[m + 1 :]
+        hosts = [t for t in by_scope if t[m] != NO_MODEL and t[:m] + t[m + 1 :] == rest]
+        if hosts:
+            entries = by_scope.pop(scope)
+            for host in hosts:
+                by_scope[host] += [((*rk, NO_MODEL), ck, r) for rk, ck, r in entries]
+
+
+def _with_config_keys(
+    rows: list[dict[str, Any]],
+    asked: dict[str, str],
+    filters: dict[str, str],
+    read_configs: ConfigReader,
+    selected: bool,
+) -> list[dict[str, Any]]:
+    """The rows whose configs match the config-key filters, as copies that carry each asked
+    key's value (and the config, for explaining duplicates). Refuses a key no record has."""
+    configs = read_configs([r["path"] for r in rows])
+    for key, flag in asked.items():
+        if all(config_value(c, key) is ABSENT for c in configs):
+            raise LeaderboardError(_unknown_key(flag, key, configs, selected))
+    wanted = {k: parse_wanted(v) for k, v in filters.items() if k in asked}
+    out = []
+    for r, config in zip(rows, configs, strict=True):
+        values = {key: config_value(config, key) for key in asked}
+        if all(value_matches(values[k], want) for k, want in wanted.items()):
+            out.append(
+                {**r, **{CONFIG_PREFIX + k: v for k, v in values.items()}, "_config": config}
+            )
+    return out
+
+
+def _unknown_key(
+    flag: str, key: str, configs: Sequence[dict[str, Any] | None], selected: bool
+) -> str:
+    """'--filter strategy.max_stepz: no record has this key; did you mean ...? fields: ...'"""
+    import difflib
+
+    values: dict[str, set[str]] = defaultdict(set)
+    for config in configs:
+        if config is not None:
+            for k, v in flatten(config).items():
+                if k.split(".", 1)[0] not in IGNORED_KEYS:
+                    values[k].add(value_text(v))
+    # 'max_steps' -> 'strategy.max_steps'; then typos ('strategy.max_stepz')
+    close = sorted(k for k in values if k.endswith(f".{key}"))[:3]
+    close += [
+        k
+        for k in difflib.get_close_matches(key, [*FIELDS, *RUN_FIELDS, *values], n=3, cutoff=0.75)
+        if k not in close
+    ][: 3 - len(close)]
+    hint = f" did you mean {' or '.join(close)}?" if close else ""
+    # examples: the keys that tell these records apart, else any
+    varying = sorted(k for k, v in values.items() if len(v) > 1) or sorted(values)
+    examples = f" ({', '.join(varying[:2])} ...)" if varying else ""
+    who = "no selected record" if selected else "no record"
+    return (
+        f"{flag} {key}: {who} has this key;{hint} fields: {', '.join(FIELDS + RUN_FIELDS)},"
+        f" or any config key{examples}"
+    )
+
+
+def _explain_duplicates(
+    built: list[tuple[Leaderboard, dict[tuple, list[dict[str, Any]]]]],
+    read_configs: ConfigReader,
+) -> None:
+    """For each cell with duplicates: the config keys in which its runs differ, from the
+    configs of those runs only."""
+    pending = [(lb, key, runs) for lb, dups in built for key, runs in dups.items()]
+    if not pending:
+        return
+    # rows filtered on config keys carry their config already
+    need = sorted({r["path"] for _, _, runs in pending for r in runs if "_config" not in r})
+    read = dict(zip(need, read_configs(need), strict=True)) if need else {}
+    for lb, key, runs in pending:
+        configs = [r["_config"] if "_config" in r else read[r["path"]] for r in runs]
+        lb.cells[key].differs = config_differences([c for c in configs if c is not None])
+
+
+def config_differences(configs: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The dotted keys whose values are not the same in all `configs` (a key some lack
+    counts, as '–'), with their distinct values as text, sorted; the keys that never
+    identify a run (IGNORED_KEYS) left out."""
+    flats = [
+        {k: v for k, v in flatten(c).items() if k.split(".", 1)[0] not in IGNORED_KEYS}
+        for c in configs
+    ]
+    out = {}
+    for key in sorted(set().union(*flats)):
+        texts = {value_text(f.get(key, ABSENT)) for f in flats}
+        if len(texts) > 1:
+            out[key] = sorted(texts, key=natural)
+    return out
 
 
 def _one_table(
     scope, rows, metric, direction, row_fields, col_fields, baseline, target_drop, alpha
-) -> Leaderboard:
+) -> tuple[Leaderboard, dict[tuple, list[dict[str, Any]]]]:
+    """The table of one scope, and the ok runs of each cell with duplicates (to explain)."""
     cells: dict[tuple, Cell] = defaultdict(Cell)
     costs: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     rounds: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     size_of: dict[str, int] = {}
     failed_runs = []
+    duplicated: set[tuple] = set()
     for rk, ck, r in rows:
         size_of.setdefault(r["budget_label"], r["budget_size"])
         cell = cells[(rk, ck)]
         if r["status"] != "ok":
             cell.failed += 1
             failed_runs.append(r)
-        elif metric in r["metrics"]:
-            value = float(r["metrics"][metric])
+        elif metric in (metrics := r["metrics"]):
+            value = float(metrics[metric])
             if r["seed"] in cell.values:
                 cell.duplicates += 1  # same seed again: configs differ beyond the fields shown
+                duplicated.add((rk, ck))
             else:
                 cell.values[r["seed"]] = value
+            # A network run whose best validation step was its last: still improving.
+            best = metrics.get("fit/best_step")
+            if best is not None and best > 0 and best == metrics.get("fit/steps"):
+                cell.still_improving += 1
             if r.get("cost") is not None:
                 costs[(rk, ck)].append((float(r["cost"]), value))
             for point in r["curve"]:  # per-round points (active learning): labels -> metric
                 if metric in point and "labels" in point:
                     rounds[(rk, ck)][int(point["labels"])].append(float(point[metric]))
+    dup_runs: dict[tuple, list[dict[str, Any]]] = {key: [] for key in duplicated}
+    if dup_runs:
+        for rk, ck, r in rows:
+            if (rk, ck) in dup_runs and r["status"] == "ok" and metric in r["metrics"]:
+                dup_runs[(rk, ck)].append(r)
 
     def col_order(col: tuple[str, ...]):
         return tuple(
-            (size_of.get(v, 0), v) if f == "budget" else (0, v)
+            (size_of.get(v, 0), v) if f == "budget" else (0, v) if f in FIELDS else natural(v)
             for f, v in zip(col_fields, col, strict=True)
         )
 
-    row_keys = sorted({k[0] for k in cells})
+    row_keys = sorted({k[0] for k in cells}, key=_sort_key(row_fields))
     col_keys = sorted({k[1] for k in cells}, key=col_order)
+    if baseline not in row_keys and baseline is not None and (*baseline, NO_MODEL) in row_keys:
+        baseline = (*baseline, NO_MODEL)  # a model-free baseline beside this table's model
     if baseline not in row_keys:
         baseline = None
 
@@ -339,7 +637,7 @@ def _one_table(
     groups, efficiency = _efficiency(
         cells, rounds, row_keys, col_keys, col_fields, size_of, baseline, direction, target_drop
     )
-    return Leaderboard(
+    lb = Leaderboard(
         scope=scope,
         metric=metric,
         direction=direction,
@@ -355,7 +653,51 @@ def _one_table(
         groups=groups,
         costs=_pareto(costs, direction),
         failed_runs=failed_runs,
+        aubc_groups=[
+            g
+            for g in groups
+            if any(len(e.curve) > 1 for (_, eg), e in efficiency.items() if eg == g)
+        ],
+        alpha=alpha,
+        entries=rows,
     )
+    lb.warnings = _warnings(lb)
+    return lb, dup_runs
+
+
+def _warnings(lb: Leaderboard) -> list[str]:
+    """Where reading the table would mislead: paired tests that cannot succeed, runs that
+    were still improving when training stopped."""
+    out = []
+    need = min_pairs(lb.alpha)
+    if lb.baseline is not None and need is not None:
+        pairs = [c.n_pairs for (rk, _), c in lb.cells.items() if rk != lb.baseline and c.n]
+        most = max(pairs, default=None)
+        if most == 0:
+            out.append(
+                f"no cell shares a seed with {lb.row_name(lb.baseline)}: no paired test can run;"
+                " run them with the same seeds"
+            )
+        elif most is not None and most < need:
+            out.append(
+                f"at most {most} paired seed{'s' if most > 1 else ''} per cell: the Wilcoxon"
+                f" signed-rank test cannot reach p < {lb.alpha:g} below {need}, so no ▲/▼ can"
+                " appear; run more seeds"
+            )
+    improving: dict[tuple[str, ...], int] = defaultdict(int)
+    for (rk, _), c in lb.cells.items():
+        if c.still_improving:
+            improving[rk] += c.still_improving
+    if improving:
+        total = sum(improving.values())
+        names = [lb.row_name(rk) for rk in lb.rows if rk in improving]
+        more = f" and {len(names) - SHOW_ROWS} more" if len(names) > SHOW_ROWS else ""
+        out.append(
+            f"{total} run{'s were' if total > 1 else ' was'} still improving when training"
+            f" stopped (best validation score at the last step; ↗) in {', '.join(names[:SHOW_ROWS])}"
+            f"{more}: more training may change the results; train longer (train.max_steps=...)"
+        )
+    return out
 
 
 def aubc(points: Sequence[tuple[float, float]]) -> float | None:
@@ -419,6 +761,9 @@ def _efficiency(
                     ),
                     None,
                 )
+            if len(curve) < 2:  # one budget: its AUBC is just its value, →target says nothing
+                out[(rk, group)] = Efficiency(curve, None, target, None)
+                continue
             out[(rk, group)] = Efficiency(
                 curve, aubc([(x, m) for x, m, _, _ in curve]), target, reach
             )

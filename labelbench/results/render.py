@@ -8,10 +8,18 @@ import io
 import json
 from collections.abc import Sequence
 
-from labelbench.results.leaderboard import Cell, Leaderboard, fmt
+from labelbench.results.leaderboard import (
+    IGNORED_KEYS,
+    NO_MODEL,
+    SHOW_KEYS,
+    Cell,
+    Leaderboard,
+    fmt,
+    natural,
+)
 
 FORMATS = ("md", "csv", "tex", "json", "html")
-BETTER, WORSE, SHORT, FAILED, DUPLICATE = "▲", "▼", "†", "✗", "‡"
+BETTER, WORSE, SHORT, FAILED, DUPLICATE, IMPROVING = "▲", "▼", "†", "✗", "‡", "↗"
 
 
 def _key(parts: Sequence[str]) -> str:
@@ -37,17 +45,51 @@ def legend(lb: Leaderboard) -> str:
         "missing: no run",
     ]
     if any(c.duplicates for c in lb.cells.values()):
+        parts.append(_duplicates_legend(lb))
+    if any(c.still_improving for c in lb.cells.values()):
         parts.append(
-            f"{DUPLICATE}k: k more runs of a seed already counted (their configs differ beyond"
-            " the table's fields; --filter them apart)"
+            f"{IMPROVING}k: k runs still improving when training stopped (best validation score"
+            " at their last step)"
         )
-    if lb.groups:
-        parts.append("AUBC: area under the budget curve / budget range")
+    if lb.aubc_groups:
+        one = any(e.aubc is None for (_, g), e in lb.efficiency.items() if g in lb.aubc_groups)
+        parts.append(
+            "AUBC: area under the budget curve / budget range"
+            + (" (–: a single budget, no curve)" if one else "")
+        )
         if lb.baseline:
             parts.append(
-                f"→target: fewest labels within 1 point of {'/'.join(lb.baseline)} at its largest budget"
+                f"→target: fewest labels within 1 point of {lb.row_name(lb.baseline)} at its largest budget"
             )
+    if lb.model_free_rows:
+        parts.append(
+            f"(model {NO_MODEL}): a strategy that trains no network; its runs do not depend on the"
+            " model and are shown beside every model's"
+        )
     return "; ".join(parts)
+
+
+def _duplicates_legend(lb: Leaderboard) -> str:
+    """'‡k: ...; their configs differ in strategy.max_steps (200, 1500): --filter ...'"""
+    values: dict[str, set[str]] = {}
+    for cell in lb.cells.values():
+        for key, texts in cell.differs.items():
+            values.setdefault(key, set()).update(texts)
+    head = f"{DUPLICATE}k: k more runs of a seed already counted"
+    if not values:
+        return (
+            f"{head}; their configs differ only in keys that identify no run"
+            f" ({', '.join(IGNORED_KEYS)}): the same run recorded twice?"
+        )
+    keys = sorted(values)
+    named = ", ".join(
+        f"{k} ({', '.join(sorted(values[k], key=natural))})" for k in keys[:SHOW_KEYS]
+    )
+    more = f" and {len(keys) - SHOW_KEYS} more" if len(keys) > SHOW_KEYS else ""
+    return (
+        f"{head}; their configs differ in {named}{more}: --filter {keys[0]}=... or"
+        f" --rows {','.join(lb.row_fields)},{keys[0]}"
+    )
 
 
 def cell_text(cell: Cell, bold: tuple[str, str] = ("**", "**")) -> str:
@@ -66,12 +108,14 @@ def cell_text(cell: Cell, bold: tuple[str, str] = ("**", "**")) -> str:
         out.append(f"{FAILED}{cell.failed}")
     if cell.duplicates:
         out.append(f"{DUPLICATE}{cell.duplicates}")
+    if cell.still_improving:
+        out.append(f"{IMPROVING}{cell.still_improving}")
     return " ".join(out)
 
 
 def _extra_headers(lb: Leaderboard) -> list[str]:
     heads = ["avg rank", "Borda"]
-    for group in lb.groups:
+    for group in lb.aubc_groups:
         suffix = f" {_key(group)}" if len(lb.groups) > 1 else ""
         heads.append(f"AUBC{suffix}")
         if lb.baseline:
@@ -81,7 +125,7 @@ def _extra_headers(lb: Leaderboard) -> list[str]:
 
 def _extra_values(lb: Leaderboard, rk: tuple[str, ...]) -> list[str]:
     vals = [fmt(lb.avg_rank[rk], 2), f"{lb.borda[rk]:g}"]
-    for group in lb.groups:
+    for group in lb.aubc_groups:
         eff = lb.efficiency.get((rk, group))
         vals.append(fmt(eff.aubc if eff else None))
         if lb.baseline:
@@ -94,7 +138,7 @@ def _matrix(lb: Leaderboard, bold: tuple[str, str]) -> tuple[list[str], list[lis
     head = ["/".join(lb.row_fields), *(_key(ck) for ck in lb.cols), *_extra_headers(lb)]
     body = []
     for rk in lb.rows:
-        name = "/".join(rk) + (" (baseline)" if rk == lb.baseline else "")
+        name = lb.row_name(rk) + (" (baseline)" if rk == lb.baseline else "")
         body.append(
             [name, *(cell_text(lb.cell(rk, ck), bold) for ck in lb.cols), *_extra_values(lb, rk)]
         )
@@ -112,12 +156,14 @@ def to_markdown(boards: list[Leaderboard], failed_limit: int = 10) -> str:
     for lb in boards:
         head, body = _matrix(lb, ("**", "**"))
         out += [f"### {title(lb)}", "", *_md_table(head, body), "", legend(lb), ""]
+        if lb.warnings:
+            out += ["Warnings:", *(f"- {w}" for w in lb.warnings), ""]
         pareto = [p for p in lb.costs if p.pareto]
         if pareto and len(lb.costs) > 1:
             out += [f"Label cost vs {lb.metric}, Pareto set (cheapest first):", ""]
             out += _md_table(
                 ["/".join(lb.row_fields), "/".join(lb.col_fields), "label cost", lb.metric],
-                [["/".join(p.row), _key(p.col), f"{p.cost:g}", fmt(p.mean)] for p in pareto],
+                [[lb.row_name(p.row), _key(p.col), f"{p.cost:g}", fmt(p.mean)] for p in pareto],
             )
             out.append("")
         if lb.failed_runs:
@@ -155,13 +201,14 @@ def to_csv(boards: list[Leaderboard]) -> str:
                         ("short", cell.short),
                         ("failed", cell.failed),
                         ("duplicate", cell.duplicates),
+                        ("still_improving", cell.still_improving),
                     )
                     if on
                 ]
                 eff = lb.efficiency.get((rk, ck[:b] + ck[b + 1 :])) if b is not None else None
                 cost = costs.get((rk, ck))
                 writer.writerow([
-                    scope, "/".join(rk), _key(ck), lb.metric, lb.direction,
+                    scope, lb.row_name(rk), _key(ck), lb.metric, lb.direction,
                     _num(cell.mean), _num(cell.std), cell.n, " ".join(map(str, sorted(cell.values))),
                     cell.failed, " ".join(flags), int(cell.best), _num(cell.delta), _num(cell.p_value),
                     cell.significance, _num(lb.avg_rank[rk]), f"{lb.borda[rk]:g}",
@@ -191,9 +238,11 @@ def to_tex(boards: list[Leaderboard]) -> str:
             .replace(BETTER, r"$\blacktriangle$").replace(WORSE, r"$\blacktriangledown$")
             .replace("Δ", r"$\Delta$").replace(SHORT, r"$^\dagger$").replace(FAILED, r"$\times$")
             .replace("→", r"$\rightarrow$").replace("–", "--")
+            .replace(DUPLICATE, r"$^\ddagger$").replace(IMPROVING, r"$\nearrow$")
         )  # fmt: skip
         out += [
             f"% {title(lb)}",
+            *(f"% warning: {w}" for w in lb.warnings),
             r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
             r"\toprule",
             " & ".join(fix(h) for h in head) + r" \\",
@@ -210,7 +259,8 @@ def to_json(boards: list[Leaderboard]) -> str:
     def cell(c: Cell) -> dict:
         return {"mean": c.mean, "std": c.std, "n": c.n, "values": {str(s): v for s, v in sorted(c.values.items())},
                 "failed": c.failed, "duplicates": c.duplicates, "short": c.short, "missing": c.missing, "best": c.best, "delta": c.delta,
-                "p_value": c.p_value, "n_pairs": c.n_pairs, "significance": c.significance}  # fmt: skip
+                "p_value": c.p_value, "n_pairs": c.n_pairs, "significance": c.significance,
+                "still_improving": c.still_improving, "differs": c.differs}  # fmt: skip
 
     data = []
     for lb in boards:
@@ -219,16 +269,17 @@ def to_json(boards: list[Leaderboard]) -> str:
             "row_fields": list(lb.row_fields), "col_fields": list(lb.col_fields),
             "baseline": "/".join(lb.baseline) if lb.baseline else None,
             "rows": [
-                {"row": "/".join(rk), "avg_rank": lb.avg_rank[rk], "borda": lb.borda[rk],
+                {"row": lb.row_name(rk), "avg_rank": lb.avg_rank[rk], "borda": lb.borda[rk],
                  "cells": {_key(ck): cell(lb.cell(rk, ck)) for ck in lb.cols},
                  "efficiency": {_key(g): {"aubc": e.aubc, "target": e.target, "labels_to_target": e.labels_to_target,
                                           "curve": [{"labels": x, "mean": m, "std": s, "n": n} for x, m, s, n in e.curve]}
                                 for g in lb.groups if (e := lb.efficiency.get((rk, g)))}}
                 for rk in lb.rows
             ],
-            "costs": [{"row": "/".join(p.row), "col": _key(p.col), "cost": p.cost, "mean": p.mean, "pareto": p.pareto}
+            "costs": [{"row": lb.row_name(p.row), "col": _key(p.col), "cost": p.cost, "mean": p.mean, "pareto": p.pareto}
                       for p in lb.costs],
             "failed_runs": [{"path": r["path"], "run_key": r["run_key"], "error": r["error"]} for r in lb.failed_runs],
+            "warnings": lb.warnings,
         })  # fmt: skip
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
@@ -253,7 +304,14 @@ def html_tables(boards: list[Leaderboard]) -> str:
                 + "".join(f"<td>{fix(c)}</td>" for c in row[1:])
                 + "</tr>"
             )
-        out.append(f'</tbody></table><p class="legend">{esc(legend(lb))}</p></section>')
+        warnings = (
+            '<div class="note warnings"><b>Warnings:</b><ul>'
+            + "".join(f"<li>{esc(w)}</li>" for w in lb.warnings)
+            + "</ul></div>"
+            if lb.warnings
+            else ""
+        )
+        out.append(f'</tbody></table><p class="legend">{esc(legend(lb))}</p>{warnings}</section>')
     return "\n".join(out)
 
 

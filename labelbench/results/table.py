@@ -13,11 +13,11 @@ import gc
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -30,6 +30,7 @@ CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 # Parse in worker processes when at least this many files are new or changed (a cold cache
 # over a large store); below it, process start-up costs more than it saves.
 PARALLEL_MIN_FILES = 4000
+T = TypeVar("T")
 
 
 def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]:
@@ -191,13 +192,46 @@ def _parse_many(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | Non
 
 
 def _parse_all(paths: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]:
+    return _map_files(_parse_many, paths)
+
+
+def _map_files(many: Callable[[list[str]], list[T]], paths: list[str]) -> list[T]:
+    """`many(paths)`, in worker processes when there are enough files to repay starting them."""
     workers = min(os.cpu_count() or 1, 8)
     if len(paths) < PARALLEL_MIN_FILES or workers < 2:
-        return _parse_many(paths)
+        return many(paths)
     chunk = -(-len(paths) // (workers * 4))
     pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [item for part in pool.map(_parse_many, pieces) for item in part]
+        return [item for part in pool.map(many, pieces) for item in part]
+
+
+class _ConfigOnly(msgspec.Struct):
+    """Just the resolved config of a record; every other field is scanned, not built."""
+
+    config: dict[str, Any]
+
+
+_decode_config = msgspec.json.Decoder(_ConfigOnly).decode
+
+
+def _config(path: str) -> dict[str, Any] | None:
+    try:
+        return _decode_config(_read(path)).config
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def _configs_many(paths: list[str]) -> list[dict[str, Any] | None]:
+    with _no_gc():
+        return [_config(p) for p in paths]
+
+
+def load_configs(paths: list[str]) -> list[dict[str, Any] | None]:
+    """The resolved `config` of each record file, in order; None where a file cannot be read
+    (or has no config). Only asked for when a leaderboard needs config keys: rows never carry
+    configs. Large batches are read in worker processes, as `load_rows` parses."""
+    return _map_files(_configs_many, paths)
 
 
 def _read_cache(path: str) -> dict[str, list]:
