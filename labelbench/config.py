@@ -194,10 +194,10 @@ def check_targets(cfg: DictConfig | dict) -> None:
 def check_run_fields(cfg: DictConfig) -> None:
     """Run-level checks that need no data."""
     missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(
-            f"{missing[0]} has no value; set it on the command line ({missing[0]}=...)"
-        )
+    if missing:  # what the key takes: its YAML comment, or the option's known values
+        from labelbench.overrides import missing_message
+
+        raise ConfigError(missing_message(missing[0], cfg))
     every = cfg.get("checkpoint", {}).get("every_steps", 0)
     if not isinstance(every, int) or isinstance(every, bool) or every < 0:
         raise ConfigError(

@@ -352,10 +352,16 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    """`labelbench-run`: the Hydra app."""
+    """`labelbench-run`: the Hydra app. A command line that does not compose (an unknown
+    option, a key the chosen option lacks, a mandatory value left unset), in a single run or
+    anywhere in a sweep, is refused first in one line, exit 2, before Hydra writes anything
+    or a launcher starts a job (labelbench.overrides)."""
     import hydra
 
+    from labelbench.overrides import precheck
+
     register_configs()
+    precheck(sys.argv[1:])
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_hydra_main)()
 
 

@@ -149,18 +149,29 @@ def test_target_outside_allowlist(tmp_path, override, where):
     _assert_refused(proc, results, where, "is not allowed", "targets must come from: labelbench")
 
 
-@pytest.mark.parametrize("override", ["budget=nonexistent", "nosuchkey=1"])
-def test_unknown_option(tmp_path, override):
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "budget=nonexistent",
+            "budget=nonexistent is not an option of budget; options: fraction, full, per_class,"
+            " total",
+        ),
+        ("nosuchkey=1", "nosuchkey is not a config key or group; keys: "),
+    ],
+)
+def test_unknown_option(tmp_path, override, expected):
     proc, results = _cli(tmp_path, *FAST_CLI, override)
-    assert proc.returncode != 0, proc.stderr
-    name = override.split("=")[0] if override.startswith("nosuchkey") else "nonexistent"
-    assert name in proc.stderr
-    assert _records(results) == []
+    line = _assert_refused(proc, results, expected)
+    assert line.startswith(f"{ERROR_PREFIX} {expected}")
+    assert "To append" not in proc.stderr
+    assert not results.exists()  # refused before Hydra writes its output folder
 
 
 def test_local_file_path_not_given(tmp_path):
     proc, results = _cli(tmp_path, *FILES_CLI, "dataset=files")
-    _assert_refused(proc, results, "dataset.path")
+    line = _assert_refused(proc, results, "dataset.path has no value", "a CSV or Parquet file")
+    assert line.endswith("set it on the command line (dataset.path=...)")
 
 
 # --- in-process variants -------------------------------------------------------------------
@@ -258,7 +269,7 @@ def test_good_files_dataset_runs_end_to_end(compose_fast, tmp_path, ext):
     record = run(cfg, choices)
     assert record.status == "ok", record.error
     assert record.error is None
-    assert record.choices["dataset"] == "files"
+    assert record.choices["dataset"] == "files[animals]"  # named by its file
     assert record.config["dataset"]["path"] == str(path)
     assert record.labels["count"] == 30
     assert set(record.labels["indices"]) <= set(task.split.pool.tolist())

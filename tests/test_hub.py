@@ -202,6 +202,48 @@ def test_bad_columns_and_splits_are_one_line(image_folder, kwargs, pattern):
     assert "\n" not in str(info.value)
 
 
+def test_input_column_left_out_is_the_only_column_besides_the_label(image_folder):
+    src = Hub(str(image_folder), test_split="test")  # columns: img, label
+    x, _, classes, shape = src.arrays()
+    assert src.input_column == "img" and shape == (3, 8, 8) and x.shape == (75, 3 * 8 * 8)
+    assert classes == CLASSES
+
+
+def _two_inputs(folder):
+    datasets.Dataset.from_dict(
+        {"a": [[0.0, 1.0]] * 6, "b": [[1.0]] * 6, "label": [0, 1] * 3}
+    ).save_to_disk(str(folder))
+    return folder
+
+
+def test_input_column_left_out_with_several_candidates_lists_the_columns(tmp_path):
+    folder = _two_inputs(tmp_path / "two")
+    with pytest.raises(ConfigError) as info:
+        Hub(str(folder)).arrays()
+    assert str(info.value) == (
+        f"input_column=null: 2 columns could be the input; columns of {folder}: a, b, label;"
+        " set dataset.input_column=..."
+    )
+    datasets.Dataset.from_dict({"label": [0, 1]}).save_to_disk(str(tmp_path / "bare"))
+    with pytest.raises(ConfigError, match=r"^input_column=null: .*bare has no column besides"):
+        Hub(str(tmp_path / "bare")).arrays()
+
+
+def test_cli_input_column_left_out_with_several_candidates_is_one_line(tmp_path):
+    folder = _two_inputs(tmp_path / "two")
+    results = tmp_path / "results"
+    proc = run_cli(
+        "labelbench-run", "dataset=hub", f"dataset.name={folder}", "logger=none",
+        f"paths.results_dir={results}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"labelbench-run: error: dataset.input_column=null: 2 columns could be the input;"
+        f" columns of {folder}: a, b, label; set dataset.input_column=..."
+    ]
+    assert not list(results.glob("runs/*.json"))
+
+
 def test_missing_split_of_a_file_folder_is_one_line(text_folder, tmp_path):
     src = Hub(str(text_folder), "text", "category", split="dev", hf_cache_dir=str(tmp_path / "hf"))
     with pytest.raises(ConfigError, match=r"^split='dev': Unknown split \"dev\"") as info:
@@ -378,8 +420,7 @@ def test_resnet_on_vectors_is_a_config_error(compose_fast):
 def test_run_tiny_resnet_on_a_local_hub_dataset(image_folder, compose_fast, tmp_path):
     cfg, choices = compose_fast(
         "dataset=hub",
-        f"dataset.name={image_folder}",
-        "dataset.input_column=img",
+        f"dataset.name={image_folder}",  # input_column left out: img, the only other column
         "dataset.test_split=test",
         "model=resnet18_cifar",
         "model.width=0.125",
@@ -390,10 +431,12 @@ def test_run_tiny_resnet_on_a_local_hub_dataset(image_folder, compose_fast, tmp_
     )
     record = run(cfg, choices)
     assert record.status == "ok", record.error
-    assert record.choices["dataset"] == "hub" and record.choices["model"] == "resnet18_cifar"
+    assert record.choices["dataset"] == "hub[tiny_images]"  # named by its folder
+    assert record.choices["model"] == "resnet18_cifar"
     assert 0.0 <= record.metrics["test/acc"] <= 1.0
     stored = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
     assert stored["config"]["dataset"]["name"] == str(image_folder)
+    assert stored["config"]["dataset"]["input_column"] is None
 
 
 # --- a frozen image backbone -----------------------------------------------------------------

@@ -73,8 +73,9 @@ def _first_line(e: BaseException) -> str:
 
 class Hub(Source):
     """A Hugging Face dataset: `name` is a hub id (`uoft-cs/cifar10`, `Davlan/sib200`) or a
-    local folder `datasets` can read. `input_column` and `label_column` pick the columns;
-    labels of any kind become sorted class names (a ClassLabel keeps its own names).
+    local folder `datasets` can read. `input_column` and `label_column` pick the columns
+    (`input_column` None: the only column besides the label, refused when there are
+    several); labels of any kind become sorted class names (a ClassLabel keeps its own names).
 
     `split` (slices allowed for hub ids and file folders: `train[:5000]`) gives the pool and
     validation items, and, cut per split seed, the test items; `test_split` names the
@@ -87,7 +88,7 @@ class Hub(Source):
     def __init__(
         self,
         name: str,
-        input_column: str,
+        input_column: str | None = None,
         label_column: str = "label",
         split: str = "train",
         test_split: str | None = None,
@@ -119,7 +120,7 @@ class Hub(Source):
         if test_split is not None and str(test_split) == str(split):
             raise ConfigError(f"test_split={test_split!r} is the training split itself")
         self.hub_name = str(name)
-        self.input_column = str(input_column)
+        self.input_column = None if input_column is None else str(input_column)
         self.label_column = str(label_column)
         self.split = str(split)
         self.test_split = None if test_split is None else str(test_split)
@@ -253,8 +254,28 @@ class Hub(Source):
                 f" columns: {', '.join(table.column_names)}"
             )
 
+    def _only_input(self, table: Any) -> str:
+        """The one column besides the label, for `input_column` None; else a ConfigError
+        that lists the columns to choose from."""
+        columns = list(table.column_names)
+        candidates = [c for c in columns if c != self.label_column]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise ConfigError(
+                f"input_column=null: {self.origin} has no column besides"
+                f" label_column={self.label_column!r}; columns: {', '.join(columns)}"
+            )
+        raise ConfigError(
+            f"input_column=null: {len(candidates)} columns could be the input; columns of"
+            f" {self.origin}: {', '.join(columns)}; set dataset.input_column=..."
+        )
+
     def arrays(self):
         tables = self._read()
+        self._column(tables[0], self.label_column, "label_column")
+        if self.input_column is None:
+            self.input_column = self._only_input(tables[0])
         for table in tables:
             self._column(table, self.label_column, "label_column")
             self._column(table, self.input_column, "input_column")
