@@ -438,6 +438,9 @@ def test_conf_models_say_whether_they_take_images():
     assert said == {
         "cnn_small": True,
         "resnet18_cifar": True,
+        "wrn28_2": True,
+        "wrn28_8": True,
+        "preact_resnet18": True,
         "mlp": False,
         "cnn1d": False,  # a 1-D signal: no image views
         "linear": False,

@@ -19,6 +19,7 @@ class Source:
 
     name = "source"
     modality = "vector"
+    standardize = False  # sources with their own __init__ (mnist1d) keep their data as is
     # Whether mirroring an input left-right keeps its class. Augmentations flip only where a
     # source says so: a mirrored digit is another symbol (or none).
     flip_invariant = False
