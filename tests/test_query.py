@@ -53,17 +53,20 @@ def _select(query: Query, n: int, scores: Scores, seed: int = 0) -> np.ndarray:
     return query.select(n, np.arange(100, 100 + m), scores, _rng(seed))
 
 
-def _blobs(centres: np.ndarray, per: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each 2-D centre with `per` points on a unit circle around it (so the centre is the
-    point nearest, on average, to the others of its blob); returns (points, blob of each
-    point), shuffled."""
+def _blobs(
+    centres: np.ndarray, per: int = 8, seed: int = 0, core: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each 2-D centre, `core` times, with `per` points on a unit circle around it (with a
+    core of 3, the centre is the most typical point of its blob for TypiClust's K = half the
+    blob); returns (points, blob of each point), shuffled."""
     rng = np.random.default_rng(seed)
     parts = []
     for c in centres:
         angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, per, endpoint=False)
-        parts.append(np.concatenate([c[None], c + np.stack([np.cos(angles), np.sin(angles)], 1)]))
+        ring = c + np.stack([np.cos(angles), np.sin(angles)], 1)
+        parts.append(np.concatenate([np.tile(c, (core, 1)), ring]))
     x = np.concatenate(parts)
-    blob = np.repeat(np.arange(len(centres)), per + 1)
+    blob = np.repeat(np.arange(len(centres)), per + core)
     order = rng.permutation(len(x))
     return x[order], blob[order]
 
@@ -166,8 +169,10 @@ def test_badge_with_all_gradients_zero_still_picks_distinct_items():
 
 
 def test_cold_start_picks_the_most_central_point_of_each_blob():
+    # A dense core: typicality averages over K = half the cluster (TypiClust's reference),
+    # and a single centre would lose to ring points, whose nearest neighbours are closer.
     centres = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]])
-    x, blob = _blobs(centres, per=8)
+    x, blob = _blobs(centres, per=8, core=3)
     for seed in range(3):
         picks = _select(ColdStart(), 3, Scores(embedding=x), seed)
         assert sorted(blob[picks]) == [0, 1, 2]
@@ -175,8 +180,9 @@ def test_cold_start_picks_the_most_central_point_of_each_blob():
 
 
 def test_cold_start_queries_the_largest_cluster_first():
-    small, _ = _blobs(np.array([[0.0, 0.0]]), per=4)
-    large, _ = _blobs(np.array([[30.0, 30.0]]), per=12)
+    # The small blob holds 9 items: TypiClust skips clusters of 5 or fewer.
+    small, _ = _blobs(np.array([[0.0, 0.0]]), per=6, core=3)
+    large, _ = _blobs(np.array([[30.0, 30.0]]), per=12, core=3)
     x = np.concatenate([small, large])
     first, second = _select(ColdStart(), 2, Scores(embedding=x))
     assert np.allclose(x[first], [30.0, 30.0]) and np.allclose(x[second], [0.0, 0.0])

@@ -44,7 +44,8 @@ class Active(Strategy):
     one ...). query: how the next items are picked (conf/strategy/query/). initial: items
     bought before the first round: the first items of the budget's seeded reveal order
     (`initial_pick: reveal_order`, the same items for every query strategy; a random draw
-    with budget.balanced=false) or the most typical inputs (`cold_start`, no model needed).
+    with budget.balanced=false) or TypiClust's most typical inputs (`cold_start`, no model
+    needed: on a frozen encoder's embeddings where the dataset has one, else raw features).
     query_size: items bought per round; the budget sets the final number, and `rounds`
     (fits, the first included) may stop the loop sooner. proxy: a cheaper
     strategy that scores the pool for the query in place of `inner` (selection via proxy;
@@ -188,9 +189,13 @@ class Active(Strategy):
         if order is not None:  # replay: the recorded order's first items
             labeler.buy(order[: self.initial])
         elif self.initial_pick == "cold_start":
+            # No model yet: TypiClust on the dataset's inputs, which are a frozen encoder's
+            # embeddings when the dataset has one, else raw features (see ColdStart). The
+            # query's settings when the query is TypiClust too, else its defaults.
             candidates = task.pool
             flat = np.asarray(task.x[candidates], dtype=np.float64).reshape(len(candidates), -1)
-            picks = ColdStart().select(self.initial, candidates, Scores(embedding=flat), rng)
+            cold = self.query if isinstance(self.query, ColdStart) else ColdStart()
+            picks = cold.select(self.initial, candidates, Scores(embedding=flat), rng)
             labeler.buy(candidates[picks])
         else:
             labeler.buy_first(self.initial)

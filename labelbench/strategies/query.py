@@ -252,42 +252,102 @@ class Badge(Query):
 
 
 class ColdStart(Query):
-    """A first batch without a model, TypiClust-style (Hacohen, Dekel & Weinshall 2022,
-    "Active Learning on a Budget: Opposite Strategies Suit High and Low Budgets"): k-means
-    (seeded) splits the candidates' embeddings, or raw inputs, into n clusters; from each
-    cluster, largest first, the most typical point: the smallest mean distance to its `k`
-    nearest neighbours within the cluster (the highest typicality). Where k-means finds
-    fewer than n distinct clusters, the next most typical points fill up, cluster by
-    cluster."""
+    """TypiClust (Hacohen, Dekel & Weinshall 2022, "Active Learning on a Budget: Opposite
+    Strategies Suit High and Low Budgets"), following its reference code
+    (avihu111/TypiClust, deep-al/pycls/al/typiclust.py):
+
+    - k-means (seeded) splits the labeled items and the candidates together into
+      (labeled + n) clusters, at most `max_clusters` (the reference's MAX_NUM_CLUSTERS, 500);
+      scikit-learn's KMeans up to 50 clusters, MiniBatchKMeans (batches of 5000) above, as
+      there;
+    - clusters with fewer than `min_cluster_size` items (labeled ones included) are skipped:
+      the reference keeps a cluster when its size is > MIN_CLUSTER_SIZE = 5, so 6;
+    - clusters are visited with the fewest labeled items first, then the largest first, in
+      turns: a cluster that already holds a labeled item is only reached once every cluster
+      without one has given a pick;
+    - from each visited cluster the most typical unlabeled item not yet picked: typicality
+      is 1 / the mean Euclidean distance to its K nearest neighbours among the cluster's
+      unlabeled items, K = min(`k`, half of them) (the reference: K_NN = 20, halved for small
+      clusters). Deviation: the reference code averages *squared* distances (faiss
+      IndexFlatL2); the paper's definition, used here, averages distances.
+
+    Where the reference would fail (every cluster below the minimum size, or emptied by
+    earlier picks), the turns go on over the remaining clusters, small ones after the
+    others, so n distinct items always come back.
+
+    Features: whatever the loop puts in `scores.embedding` / `labeled_embedding`. In an
+    active-learning round (strategy/query=cold_start) those are the trained network's
+    penultimate features (`embed`); for the first pick (initial_pick: cold_start), before any
+    model exists, the dataset's inputs `TaskData.x`, flattened: a frozen encoder's
+    embeddings when the dataset has one (dataset/encoder=...), else the raw features
+    (pixels, for digits). TypiClust itself clusters self-supervised (SimCLR) features, which
+    labelbench does not train: on raw pixels the clusters are weaker than the paper's."""
 
     needs = frozenset({"embedding"})
 
-    def __init__(self, k: int = 20) -> None:
+    def __init__(self, k: int = 20, min_cluster_size: int = 6, max_clusters: int = 500) -> None:
         self.k = check_int("k", k, least=1, unit="nearest neighbours for typicality")
+        self.min_cluster_size = check_int(
+            "min_cluster_size", min_cluster_size, least=1, unit="items in a cluster"
+        )
+        self.max_clusters = check_int("max_clusters", max_clusters, least=1)
 
     def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
-        import warnings
+        x = scores.embedding
+        labeled = scores.labeled_embedding
+        n_labeled = 0 if labeled is None else len(labeled)
+        points = x if labeled is None else np.concatenate([labeled, x])
+        n_clusters = min(n_labeled + n, self.max_clusters)
+        assignment = _kmeans(points, n_clusters, int(rng.integers(2**31 - 1)))
+        sizes = np.bincount(assignment, minlength=n_clusters)
+        holding = np.bincount(assignment[:n_labeled], minlength=n_clusters)
+        cluster = assignment[n_labeled:]  # of each candidate
+        # Fewest labeled items first, then largest first (then the lower cluster id).
+        order = np.lexsort((np.arange(n_clusters), -sizes, holding))
+        order = order[sizes[order] > 0]
+        free = np.ones(m, dtype=bool)  # candidates not picked yet
+        picks: list[int] = []
+        for group in (
+            order[sizes[order] >= self.min_cluster_size],
+            order[sizes[order] < self.min_cluster_size],
+        ):
+            turn = [c for c in group if (cluster == c).any()]
+            while turn and len(picks) < n:
+                for c in turn[: n - len(picks)]:
+                    members = np.flatnonzero((cluster == c) & free)
+                    best = int(members[np.argmax(self.typicality(x[members]))])
+                    picks.append(best)
+                    free[best] = False
+                turn = [c for c in turn if ((cluster == c) & free).any()]
+        return np.asarray(picks)
 
-        from sklearn.cluster import KMeans
-        from sklearn.exceptions import ConvergenceWarning
+    def typicality(self, x: np.ndarray) -> np.ndarray:
+        """(len(x),) 1 / (mean Euclidean distance to the K nearest other rows + 1e-5),
+        K = min(k, len(x) // 2) (the reference's guard for small clusters); all ones for a
+        single row."""
         from sklearn.neighbors import NearestNeighbors
 
-        x = scores.embedding
-        seed = int(rng.integers(2**31 - 1))
-        with warnings.catch_warnings():
-            # Fewer distinct points than n: the fill-up below covers the missing clusters.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            labels = KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(x)
-        sizes = np.bincount(labels, minlength=n)
-        rank = np.empty(m, dtype=np.int64)  # 0: the most typical point of its cluster
-        spread = np.zeros(m)
-        for c in np.flatnonzero(sizes):
-            members = np.flatnonzero(labels == c)
-            k = min(self.k, len(members) - 1)
-            if k > 0:
-                dist, _ = NearestNeighbors(n_neighbors=k).fit(x[members]).kneighbors()
-                spread[members] = dist.mean(axis=1)
-            rank[members[np.argsort(spread[members], kind="stable")]] = np.arange(len(members))
-        # Round-robin over clusters: all rank-0 points (largest cluster first), then rank 1 ...
-        order = np.lexsort((labels, -sizes[labels], rank))
-        return order[:n]
+        k = min(self.k, len(x) // 2)
+        if k == 0:
+            return np.ones(len(x))
+        dist, _ = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()  # each row's others
+        return 1.0 / (dist.mean(axis=1) + 1e-5)
+
+
+def _kmeans(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Cluster of each row: KMeans up to 50 clusters, MiniBatchKMeans (batches of 5000)
+    above, as TypiClust's reference code; n_init as scikit-learn's defaults were there
+    (10 and 3)."""
+    import warnings
+
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    if n_clusters <= 50:
+        model = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+    else:
+        model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=3, random_state=seed)
+    with warnings.catch_warnings():
+        # Fewer distinct points than clusters: some clusters stay empty, which the caller skips.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit_predict(x)
