@@ -217,7 +217,9 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         metrics = score(predictor)
         last = getattr(predictor, "last", None)  # the final weights, when others were selected
         if last is not None:
-            metrics.update({f"test_last/{k.removeprefix('test/')}": v for k, v in score(last).items()})
+            metrics.update(
+                {f"test_last/{k.removeprefix('test/')}": v for k, v in score(last).items()}
+            )
         metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
         timings["eval_s"] = time.perf_counter() - t_eval
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))

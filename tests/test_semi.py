@@ -17,9 +17,9 @@ from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
 from labelbench.run import build, run
 from labelbench.strategies.augment import ImageAugment, VectorAugment
+from labelbench.strategies.ema import EMA
 from labelbench.strategies.flexmatch import flexmatch_thresholds
 from labelbench.strategies.label_propagation import certainty, knn_graph, propagate
-from labelbench.strategies.ema import EMA
 from labelbench.strategies.pseudo_label import PseudoLabelModule
 from labelbench.strategies.semi import (
     confidence_mask,

@@ -49,8 +49,8 @@ from labelbench.strategies.lightning import (
     MinibatchStream,
     NetPredictor,
 )
-from labelbench.strategies.partial import TINY, complementary_loss
 from labelbench.strategies.mean_teacher import RAMPS
+from labelbench.strategies.partial import TINY, complementary_loss
 from labelbench.strategies.schedules import steps_of
 from labelbench.strategies.semi import UNLABELED_SEED_OFFSET, linear_rampup
 
