@@ -105,7 +105,8 @@ class TrainConfig:
     """Training length shared by every network strategy (their YAMLs interpolate it);
     strategies that train no network ignore it, and a strategy-level key overrides it."""
 
-    max_steps: int = 1500  # optimizer steps, whatever the budget
+    max_steps: int | None = 1500  # optimizer steps, whatever the budget
+    max_epochs: int | None = None  # or passes over the items trained on (one of the two)
 
 
 @dataclass

@@ -67,7 +67,7 @@ def _full_key(error: Exception) -> str | None:
 def _in_group(group: str, error: ConfigError) -> ConfigError:
     msg = str(error)
     head = msg.split("=", 1)[0]
-    if "=" in msg and head.isidentifier():
+    if "=" in msg and all(part.isidentifier() for part in head.split(".")):
         return ConfigError(f"{group}.{msg}")
     return ConfigError(f"{group}: {msg}")
 
@@ -111,6 +111,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     # Any machine with SLURM installed gets this on every Trainer, job arrays included.
     warnings.filterwarnings("ignore", message=".*`srun` command is available on your system")
+    # A run with no validation split (strategy.selection=last) has nothing to validate on.
+    warnings.filterwarnings("ignore", message=".*have no `val_dataloader`. Skipping val loop")
 
 
 def build(cfg: DictConfig, key: str) -> Components:
@@ -213,6 +215,11 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
             return None  # DDP: the other processes helped train; rank 0 evaluates and records
         t_eval = time.perf_counter()
         metrics = score(predictor)
+        last = getattr(predictor, "last", None)  # the final weights, when others were selected
+        if last is not None:
+            metrics.update(
+                {f"test_last/{k.removeprefix('test/')}": v for k, v in score(last).items()}
+            )
         metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
         timings["eval_s"] = time.perf_counter() - t_eval
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))

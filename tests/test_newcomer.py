@@ -63,10 +63,17 @@ def test_two_csvs_in_one_results_folder_are_two_datasets(tmp_path):
 
 def test_hub_dataset_named_by_its_id_and_a_local_folder_by_its_name():
     cfg, choices = compose(
-        ["dataset=hub", "dataset.name=fancyzhx/ag_news", "dataset.input_column=text", "dataset/encoder=minilm"]
+        [
+            "dataset=hub",
+            "dataset.name=fancyzhx/ag_news",
+            "dataset.input_column=text",
+            "dataset/encoder=minilm",
+        ]
     )
     assert choices_from(cfg, choices)["dataset"] == "hub[fancyzhx/ag_news,encoder=minilm]"
-    cfg, choices = compose(["dataset=hub", "dataset.name=./data/my_images", "dataset.input_column=img"])
+    cfg, choices = compose(
+        ["dataset=hub", "dataset.name=./data/my_images", "dataset.input_column=img"]
+    )
     assert choices_from(cfg, choices)["dataset"] == "hub[my_images]"
     cfg, choices = compose(["dataset=cifar10"])  # an option that names its own data
     assert choices_from(cfg, choices)["dataset"] == "cifar10"
@@ -155,9 +162,7 @@ def test_own_strategy_in_own_package_against_the_builtin_baselines(tmp_path):
 def test_own_package_is_refused_until_allowed(tmp_path, monkeypatch):
     from conftest import refusal_lines
 
-    lines = refusal_lines(
-        tmp_path, PLUGIN[0], "strategy=mixup", *QUICK
-    )  # no allow_targets
+    lines = refusal_lines(tmp_path, PLUGIN[0], "strategy=mixup", *QUICK)  # no allow_targets
     assert len(lines) == 1
     assert "strategy._target_=my_method.mixup.Mixup is not allowed" in lines[0]
     assert "allow_targets=[mypkg]" in lines[0]

@@ -17,9 +17,9 @@ from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
 from labelbench.run import build, run
 from labelbench.strategies.augment import ImageAugment, VectorAugment
+from labelbench.strategies.ema import EMA
 from labelbench.strategies.flexmatch import flexmatch_thresholds
 from labelbench.strategies.label_propagation import certainty, knn_graph, propagate
-from labelbench.strategies.mean_teacher import ema_update
 from labelbench.strategies.pseudo_label import PseudoLabelModule
 from labelbench.strategies.semi import (
     confidence_mask,
@@ -39,7 +39,7 @@ EARLY = {
         "strategy.rampup_steps=0",
         "strategy.threshold=0.5",
     ],
-    "mean_teacher": ["strategy.rampup_steps=0"],
+    "mean_teacher": ["strategy.rampup_steps=0", "strategy.unlabeled_weight=1.0"],
     "fixmatch": ["strategy.threshold=0.5"],
     "flexmatch": ["strategy.threshold=0.5"],
     "self_training": ["strategy.rounds=1", "strategy.threshold=0.5"],
@@ -164,28 +164,32 @@ def test_crashed_fit_resumes_exactly(strategy, compose_fast, tmp_path, monkeypat
 # --- the pieces, by hand ---------------------------------------------------------------------
 
 
-def test_ema_update_by_hand():
-    teacher, student = nn.Linear(2, 1), nn.Linear(2, 1)
+def test_ema_by_hand():
+    student = nn.Linear(2, 1)
     with torch.no_grad():
-        teacher.weight.copy_(torch.tensor([[1.0, 2.0]]))
-        teacher.bias.fill_(0.0)
+        student.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        student.bias.fill_(0.0)
+    ema = EMA(student, decay=0.75)  # starts as a copy of the student
+    with torch.no_grad():
         student.weight.copy_(torch.tensor([[3.0, -2.0]]))
         student.bias.fill_(10.0)
-    ema_update(teacher, student, decay=0.75)
-    assert torch.allclose(teacher.weight, torch.tensor([[1.5, 1.0]]))  # .75*1+.25*3, .75*2-.5
-    assert torch.allclose(teacher.bias, torch.tensor([2.5]))
+    ema.update(student, step=100)  # past the warm-up: decay 0.75
+    assert torch.allclose(ema.average.weight, torch.tensor([[1.5, 1.0]]))  # .75*1+.25*3, .75*2-.5
+    assert torch.allclose(ema.average.bias, torch.tensor([2.5]))
     assert torch.equal(student.weight, torch.tensor([[3.0, -2.0]]))  # the student is untouched
-    ema_update(teacher, student, decay=0.0)
-    assert torch.equal(teacher.weight, student.weight)
+    ema.update(student, step=1)  # the warm-up: decay min(0.75, 1 - 1/2) = 0.5
+    assert torch.allclose(ema.average.weight, torch.tensor([[2.25, -0.5]]))
+    assert not ema.average.weight.requires_grad
 
 
-def test_ema_update_copies_buffers():
-    teacher, student = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+def test_ema_copies_buffers():
+    student = nn.BatchNorm1d(3)
+    ema = EMA(student, decay=0.9)
     student.running_mean.fill_(4.0)
     student.num_batches_tracked.fill_(9)
-    ema_update(teacher, student, decay=0.9)
-    assert torch.equal(teacher.running_mean, torch.full((3,), 4.0))
-    assert teacher.num_batches_tracked.item() == 9
+    ema.update(student, step=50)
+    assert torch.equal(ema.average.running_mean, torch.full((3,), 4.0))
+    assert ema.average.num_batches_tracked.item() == 9
 
 
 def test_confidence_mask_by_hand():

@@ -32,9 +32,12 @@ class Source:
     def __init__(
         self, val_fraction: float = 0.15, test_fraction: float = 0.2, standardize: bool = False
     ) -> None:
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 < value < 1:
-                raise ConfigError(f"{key}={value} is outside (0, 1)")
+        # val_fraction=0: no validation split, for recipes that select the last weights
+        # (strategy.selection=last); strategies that select on validation refuse it.
+        if not 0 <= val_fraction < 1:
+            raise ConfigError(f"val_fraction={val_fraction} is outside [0, 1)")
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"test_fraction={test_fraction} is outside (0, 1)")
         if val_fraction + test_fraction >= 1:
             raise ConfigError(
                 f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no pool;"

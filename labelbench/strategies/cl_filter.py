@@ -72,7 +72,7 @@ class CLFilter(Supervised):
         from sklearn.model_selection import StratifiedKFold
 
         cv = copy.copy(self)
-        cv.max_steps = self.cv_max_steps
+        cv.max_steps, cv.max_epochs = self.cv_max_steps, None
         base = self.tensors(pool, task)
         probs = np.zeros((len(pool), task.num_classes))
         splits = StratifiedKFold(self.folds, shuffle=True, random_state=seed)

@@ -36,8 +36,8 @@ class CoTeachingModule(LabelModule):
         self.peer = peer
         self.forget_rate, self.ramp_steps = forget_rate, ramp_steps
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory([*self.net.parameters(), *self.peer.parameters()])
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.net, self.peer]
 
     def current_forget_rate(self) -> float:
         """0 at the first step, rising linearly to `forget_rate` over `ramp_steps` steps."""

@@ -29,21 +29,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError, check_int
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
+from labelbench.strategies.ema import EMA
+from labelbench.strategies.schedules import Constant, Schedule
 
 # Precisions whose backward needs no gradient scaler: the plain fast path is safe for them.
 SCALER_FREE_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true")
 CHECKPOINT_NAME = "last"
 AUGMENT_SEED_OFFSET = 0xA06
+LABELED_SAMPLING = ("epochs", "with_replacement")
+SELECTIONS = ("best_val", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How the shared loop trains besides the optimizer and the length, as the papers'
+    recipes set it. schedule: the learning-rate schedule (None: constant). ema_decay: keep
+    an EMA of the weights and evaluate, select and predict with it (None: off).
+    grad_clip: clip the gradients' global norm to this (None: off). no_decay_norm_bias: no
+    weight decay on biases and normalisation weights (every 1-D parameter; USB's
+    `bn_wd_skip`). labeled_sampling: `epochs` (shuffled passes over the labeled items) or
+    `with_replacement` (full batches of independent draws)."""
+
+    schedule: Schedule | None = None
+    ema_decay: float | None = None
+    grad_clip: float | None = None
+    no_decay_norm_bias: bool = False
+    labeled_sampling: str = "epochs"
 
 
 class MinibatchStream:
     """Endless seeded minibatches of indices into `n` items: a fresh permutation every pass,
     cut into `batch_size` pieces (the last one may be smaller), like a shuffling DataLoader
-    but as index tensors already on the training device.
+    but as index tensors already on the training device. With `replacement`, every batch
+    is `batch_size` independent uniform draws instead (USB's labeled sampler: full batches
+    from however few labels).
 
     Under DDP every process draws the same permutation and keeps its share of each batch
     (`rank::world_size`), so the processes together see each global batch once."""
@@ -56,10 +79,12 @@ class MinibatchStream:
         device: torch.device,
         rank: int = 0,
         world_size: int = 1,
+        replacement: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("cannot draw minibatches from an empty set")
         self.n, self.batch_size, self.device = n, batch_size, device
+        self.replacement = replacement
         self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         self._pending: deque[Tensor] = deque()
@@ -68,10 +93,14 @@ class MinibatchStream:
         return self
 
     def __next__(self) -> Tensor:
-        if not self._pending:
-            perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-            self._pending.extend(perm.split(self.batch_size))
-        batch = self._pending.popleft()
+        if self.replacement:
+            batch = torch.randint(self.n, (self.batch_size,), generator=self.generator)
+            batch = batch.to(self.device)
+        else:
+            if not self._pending:
+                perm = torch.randperm(self.n, generator=self.generator).to(self.device)
+                self._pending.extend(perm.split(self.batch_size))
+            batch = self._pending.popleft()
         if self.world_size > 1 and len(batch) >= self.world_size:
             batch = batch[self.rank :: self.world_size]
         return batch
@@ -114,13 +143,20 @@ class LabelModule(pl.LightningModule):
         batch_size: int,
         seed: int,
         monitor: str = "val/acc",
+        recipe: Recipe = Recipe(),  # frozen: safe to share
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.data = data
         self.max_steps, self.eval_every, self.batch_size = max_steps, eval_every, batch_size
-        self.seed, self.monitor = seed, monitor
+        self.seed, self.monitor, self.recipe = seed, monitor, recipe
+        schedule = recipe.schedule
+        # A schedule that never changes the learning rate costs nothing per step.
+        self.schedule = (  # a copy per network: cl_filter's folds train for another length
+            None if schedule is None or schedule.constant else copy.copy(schedule).bind(max_steps)
+        )
+        self.ema = EMA(net, recipe.ema_decay) if recipe.ema_decay is not None else None
         self.steps_done = 0
         self.resumed_from = 0
         self.streams: dict[str, MinibatchStream] = {}
@@ -132,12 +168,17 @@ class LabelModule(pl.LightningModule):
     # -- data ------------------------------------------------------------------------
     def make_streams(self) -> dict[str, MinibatchStream]:
         """The minibatch streams this module draws from (subclasses add theirs)."""
-        return {"labeled": self.stream(len(self.data["train_y"]), self.batch_size, self.seed)}
+        replacement = self.recipe.labeled_sampling == "with_replacement"
+        n = len(self.data["train_y"])
+        return {"labeled": self.stream(n, self.batch_size, self.seed, replacement)}
 
-    def stream(self, n: int, batch_size: int, seed: int) -> MinibatchStream:
+    def stream(
+        self, n: int, batch_size: int, seed: int, replacement: bool = False
+    ) -> MinibatchStream:
         return MinibatchStream(
-            n, batch_size, seed, self.device, self.global_rank, self.trainer.world_size
-        )
+            n, batch_size, seed, self.device, self.global_rank, self.trainer.world_size,
+            replacement,
+        )  # fmt: skip
 
     def on_fit_start(self) -> None:
         self.data = {k: v.to(self.device) for k, v in self.data.items()}
@@ -176,16 +217,33 @@ class LabelModule(pl.LightningModule):
         self._restored = checkpoint.get("labelbench")  # applied in on_fit_start, once streams exist
 
     # -- training --------------------------------------------------------------------
+    def trained_modules(self) -> list[nn.Module]:
+        """The networks the optimizer updates (co-teaching: both peers)."""
+        return [self.net]
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.net.parameters())
+        params = [p for m in self.trained_modules() for p in m.parameters()]
+        if not self.recipe.no_decay_norm_bias:
+            optimizer = self.optimizer_factory(params)
+        else:  # biases and normalisation weights (the 1-D parameters) without weight decay
+            optimizer = self.optimizer_factory(
+                [
+                    {"params": [p for p in params if p.ndim > 1]},
+                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+                ]
+            )
+        for group in optimizer.param_groups:  # the schedule's base; saved with the optimizer
+            group.setdefault("initial_lr", group["lr"])
+        return optimizer
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
     @property
     def eval_net(self) -> nn.Module:
-        """The network that is validated, kept at its best and used for predictions."""
-        return self.net
+        """The network that is validated, kept at its best and used for predictions: the
+        EMA of the weights when the recipe keeps one, else the network trained."""
+        return self.ema.average if self.ema is not None else self.net
 
     def training_loss(self) -> Tensor:
         """Loss of one optimizer step; draws its own batch."""
@@ -194,22 +252,40 @@ class LabelModule(pl.LightningModule):
     def after_step(self) -> None:
         """Called after every optimizer step (nothing by default)."""
 
+    def set_learning_rate(self, optimizer: torch.optim.Optimizer) -> None:
+        """The schedule's learning rate for the coming optimizer step (step `steps_done`)."""
+        if self.schedule is not None:
+            factor = self.schedule.factor(self.steps_done)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
     def training_step(self, chunk: Any, chunk_idx: int) -> None:
         n = min(self.eval_every, self.max_steps - self.steps_done)
         lightning_optimizer = self.optimizers()
         optimizer = lightning_optimizer.optimizer
+        clip = self.recipe.grad_clip
         total = torch.zeros((), device=self.device)
         for _ in range(n):
+            self.set_learning_rate(optimizer)
             loss = self.training_loss()
             if self._plain:  # the raw torch optimizer: no per-step hooks
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip is not None:
+                    params = [p for g in optimizer.param_groups for p in g["params"]]
+                    torch.nn.utils.clip_grad_norm_(params, clip)
                 optimizer.step()
             else:  # DDP gradient sync or loss scaling: Lightning's path
                 lightning_optimizer.zero_grad()
                 self.manual_backward(loss)
+                if clip is not None:  # unscales first under a gradient scaler
+                    self.clip_gradients(
+                        lightning_optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm"
+                    )
                 lightning_optimizer.step()
             self.steps_done += 1  # ramps and schedules in training_loss read it
+            if self.ema is not None:
+                self.ema.update(self.net, self.steps_done)
             self.after_step()
             total += loss.detach()
         if self._plain:
@@ -221,8 +297,11 @@ class LabelModule(pl.LightningModule):
             )
         # Straight to the loggers, x-axis in optimizer steps: self.log would build a fresh
         # torchmetrics state per key per chunk (about 1 ms each), and nothing monitors it.
+        logged = {"train/loss": mean.item()}
+        if self.schedule is not None:
+            logged["train/lr"] = optimizer.param_groups[0]["lr"]
         for logger in self.loggers:
-            logger.log_metrics({"train/loss": mean.item()}, step=self.steps_done)
+            logger.log_metrics(logged, step=self.steps_done)
 
     def _count_optimizer_steps(self, n: int) -> None:
         """The raw optimizer bypasses LightningOptimizer.step, which is what advances
@@ -256,13 +335,16 @@ class LabelModule(pl.LightningModule):
 
 class RestoreBest(pl.Callback):
     """Keeps the weights of the best validation score (in memory, and in checkpoints) and
-    puts them back when fitting ends: model selection on the validation split only."""
+    puts them back when fitting ends: model selection on the validation split only. With
+    `restore` off (selection=last) it only tracks the best score and its step."""
 
-    def __init__(self, monitor: str, mode: str) -> None:
-        self.monitor, self.mode = monitor, mode
+    def __init__(self, monitor: str, mode: str, restore: bool = True) -> None:
+        self.monitor, self.mode, self.restore = monitor, mode, restore
         self.best: float | None = None
         self.best_step = 0
         self.state: dict[str, Tensor] | None = None
+        # The last weights, kept when the best ones replace them (reported as test_last/).
+        self.last_state: dict[str, Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, module: LabelModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
@@ -274,10 +356,12 @@ class RestoreBest(pl.Callback):
         )
         if better:
             self.best, self.best_step = value, module.steps_done
-            self.state = copy.deepcopy(module.eval_net.state_dict())
+            if self.restore:
+                self.state = copy.deepcopy(module.eval_net.state_dict())
 
     def on_fit_end(self, trainer: pl.Trainer, module: LabelModule) -> None:
-        if self.state is not None:
+        if self.state is not None and self.best_step != module.steps_done:
+            self.last_state = copy.deepcopy(module.eval_net.state_dict())
             module.eval_net.load_state_dict(self.state)
 
     def state_dict(self) -> dict[str, Any]:
@@ -305,6 +389,8 @@ class NetPredictor:
         self.in_shape = tuple(in_shape)  # rows of x are reshaped to what the network takes
         self.fit_info = fit_info
         self.batch_size = batch_size
+        # The last weights' predictor, when selection kept other (earlier) ones.
+        self.last: NetPredictor | None = None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return torch.softmax(self.logits(x), 1).double().numpy()
@@ -334,25 +420,45 @@ class NetPredictor:
 class LightningStrategy(Strategy):
     """Base for strategies that train a network with the shared loop.
 
-    optimizer: a partial taking the parameters (e.g. torch.optim.AdamW with lr).
-    max_steps: optimizer steps, independent of the budget, so the budget does not change
-    the amount of training. eval_every: optimizer steps between validations. patience:
-    validations without improvement before stopping (0 disables early stopping); the best
-    validation weights are restored either way."""
+    optimizer: a partial taking the parameters (e.g. torch.optim.SGD with lr, momentum,
+    nesterov, weight_decay). Training length: `max_steps` optimizer steps, independent of
+    the budget, or `max_epochs` passes over the items trained on (the revealed ones; the
+    pool for strategies that train on it), exactly one of them set. eval_every: optimizer
+    steps between validations. patience: validations without improvement before stopping
+    (0 disables early stopping). selection: `best_val` restores the weights of the best
+    validation score; `last` keeps the final ones and needs no validation labels. The
+    recipe (schedule, ema_decay, grad_clip, no_decay_norm_bias, labeled_sampling): see
+    Recipe."""
 
     module_class: type[LabelModule] = LabelModule
 
     def __init__(
         self,
         optimizer: Callable[..., torch.optim.Optimizer],
-        max_steps: int = 1500,
+        max_steps: int | None = 1500,
         batch_size: int = 64,
         eval_every: int = 100,
         patience: int = 5,
         monitor: str = "val/acc",
         mode: str = "max",
+        *,
+        max_epochs: int | None = None,
+        schedule: Schedule | None = None,
+        ema_decay: float | None = None,
+        grad_clip: float | None = None,
+        no_decay_norm_bias: bool = False,
+        labeled_sampling: str = "epochs",
+        selection: str = "best_val",
     ) -> None:
-        check_int("max_steps", max_steps, least=1, unit="optimizer steps")
+        if (max_steps is None) == (max_epochs is None):
+            raise ConfigError(
+                f"max_steps={max_steps} and max_epochs={max_epochs}: set exactly one training"
+                " length (e.g. train.max_steps=null train.max_epochs=200)"
+            )
+        if max_steps is not None:
+            check_int("max_steps", max_steps, least=1, unit="optimizer steps")
+        if max_epochs is not None:
+            check_int("max_epochs", max_epochs, least=1, unit="passes over the training items")
         check_int("batch_size", batch_size, least=1)
         check_int("eval_every", eval_every, least=1, unit="optimizer steps")
         check_int("patience", patience, unit="validations")
@@ -360,9 +466,60 @@ class LightningStrategy(Strategy):
             raise ConfigError(f"mode={mode!r} is not one of max, min")
         if monitor not in ("val/acc", "val/loss"):
             raise ConfigError(f"monitor={monitor!r} is not one of val/acc, val/loss")
+        if ema_decay is not None:
+            check_number("ema_decay", ema_decay, "[0, 1)")
+        if grad_clip is not None:
+            check_number("grad_clip", grad_clip, "(0, inf)")
+        if labeled_sampling not in LABELED_SAMPLING:
+            raise ConfigError(
+                f"labeled_sampling={labeled_sampling!r} is not one of {', '.join(LABELED_SAMPLING)}"
+            )
+        if selection not in SELECTIONS:
+            raise ConfigError(f"selection={selection!r} is not one of {', '.join(SELECTIONS)}")
+        if not isinstance(no_decay_norm_bias, bool):
+            raise ConfigError(f"no_decay_norm_bias={no_decay_norm_bias!r} must be true or false")
         self.optimizer = optimizer
-        self.max_steps, self.batch_size, self.eval_every = max_steps, batch_size, eval_every
-        self.patience, self.monitor, self.mode = patience, monitor, mode
+        self.max_steps, self.max_epochs = max_steps, max_epochs
+        self.batch_size, self.eval_every = batch_size, eval_every
+        self.patience, self.monitor, self.mode, self.selection = patience, monitor, mode, selection
+        self.recipe = Recipe(
+            schedule if schedule is not None else Constant(),
+            ema_decay,
+            grad_clip,
+            no_decay_norm_bias,
+            labeled_sampling,
+        )
+        if max_steps is not None:  # a warm-up or milestones that cannot fit: refused now
+            self.check_schedule(max_steps)
+
+    def check_schedule(self, total: int) -> None:
+        """Refuse a schedule that does not fit `total` optimizer steps (ConfigError naming
+        `schedule.<key>`)."""
+        try:
+            copy.copy(self.recipe.schedule).bind(total)
+        except ConfigError as e:
+            raise ConfigError(f"schedule.{e}") from None
+
+    def steps_for(self, n_items: int) -> int:
+        """Optimizer steps of a fit on `n_items` training items."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return self.max_epochs * math.ceil(n_items / self.batch_size)
+
+    def check(self, pool: LabelPool, task: TaskView) -> None:
+        super().check(pool, task)
+        if len(pool.val_indices) == 0:
+            if self.selection == "best_val":
+                raise ConfigError(
+                    "selection=best_val needs validation labels but the split has none"
+                    " (dataset.val_fraction=0); use strategy.selection=last"
+                )
+            if self.patience:
+                raise ConfigError(
+                    f"patience={self.patience} (early stopping) needs validation labels but the"
+                    " split has none (dataset.val_fraction=0); use strategy.patience=0"
+                )
+        self.check_schedule(self.steps_for(len(pool)))
 
     def module_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `module_class` (subclasses add their own)."""
@@ -407,26 +564,29 @@ class LightningStrategy(Strategy):
         make_module: Callable[..., LabelModule] | None = None,
     ) -> NetPredictor:
         """Train a fresh network on `data` (see LabelModule) with the shared loop: early
-        stopping and best weights on validation, checkpoints under `checkpoint`.
-        `make_module` (default: `module_class`; a partial may bind more arguments) lets a
-        strategy that trains several networks train them differently (distillation's
-        teachers and student)."""
+        stopping and best weights on validation (`selection`), checkpoints under
+        `checkpoint`. `make_module` (default: `module_class`; a partial may bind more
+        arguments) lets a strategy that trains several networks train them differently
+        (distillation's teachers and student). When the selected weights are not the last
+        ones, the predictor's `last` predicts with the last (the run reports both)."""
+        max_steps = self.steps_for(len(data["train_idx"]))
         pl.seed_everything(seed, workers=False, verbose=False)
         net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
         module = (make_module or self.module_class)(
             net,
             self.optimizer,
             data,
-            max_steps=self.max_steps,
+            max_steps=max_steps,
             eval_every=self.eval_every,
             batch_size=self.batch_size,
             seed=seed,
             monitor=self.monitor,
+            recipe=self.recipe,
             **self.module_kwargs(),
         )
         has_val = len(data["val_idx"]) > 0
         callbacks: list[pl.Callback] = []
-        best = RestoreBest(self.monitor, self.mode)
+        best = RestoreBest(self.monitor, self.mode, restore=self.selection == "best_val")
         if has_val:
             callbacks.append(best)
             if self.patience:
@@ -453,7 +613,7 @@ class LightningStrategy(Strategy):
             )
             resume = usable_checkpoint(checkpoint.dir / f"{CHECKPOINT_NAME}.ckpt")
         fitter = trainer(
-            max_epochs=math.ceil(self.max_steps / self.eval_every),
+            max_epochs=math.ceil(max_steps / self.eval_every),
             callbacks=callbacks,
             limit_val_batches=1.0 if has_val else 0,
             enable_checkpointing=checkpointing,
@@ -467,13 +627,18 @@ class LightningStrategy(Strategy):
         )
         info = {
             "steps": float(module.steps_done),
-            "stopped_early": float(module.steps_done < self.max_steps),
+            "stopped_early": float(module.steps_done < max_steps),
             "resumed_from_step": float(module.resumed_from),
         }
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best
             info["best_step"] = float(best.best_step)
-        return NetPredictor(module.eval_net, tuple(task.input_shape), info)
+        predictor = NetPredictor(module.eval_net, tuple(task.input_shape), info)
+        if best.last_state is not None:
+            last = copy.deepcopy(module.eval_net)
+            last.load_state_dict(best.last_state)
+            predictor.last = NetPredictor(last, tuple(task.input_shape), info)
+        return predictor
 
 
 def sub_checkpoint(checkpoint: Checkpointing | None, name: str) -> Checkpointing | None:

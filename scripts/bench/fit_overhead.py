@@ -49,8 +49,10 @@ from labelbench.strategies.lightning import (
     MinibatchStream,
     NetPredictor,
 )
+from labelbench.strategies.mean_teacher import RAMPS
 from labelbench.strategies.partial import TINY, complementary_loss
-from labelbench.strategies.semi import UNLABELED_SEED_OFFSET, linear_rampup, sigmoid_rampup
+from labelbench.strategies.schedules import steps_of
+from labelbench.strategies.semi import UNLABELED_SEED_OFFSET, linear_rampup
 
 CPU = torch.device("cpu")
 NOISY = ("regime=symmetric", "regime.rate=0.4", "budget=full")
@@ -91,6 +93,8 @@ class Plain:
 
     def __init__(self, strategy, net, data: dict[str, Tensor], seed: int, kw: dict) -> None:
         self.net, self.data, self.kw, self.steps_done = net, data, kw, 0
+        self.max_steps = strategy.steps_for(len(data["train_idx"]))
+        self.ema_decay = strategy.recipe.ema_decay
         self.eval_net, self.modules, self.params = net, [net], list(net.parameters())
         self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
         self.labeled = MinibatchStream(len(data["train_y"]), strategy.batch_size, seed, CPU)
@@ -270,6 +274,7 @@ def fixmatch_step(p: Plain, flex: bool = False) -> Step:
 
 def mean_teacher_step(p: Plain) -> tuple[Step, After]:
     kw = p.kw
+    rampup = steps_of("rampup_steps", kw["rampup_steps"], p.max_steps)
     teacher = copy.deepcopy(p.net).requires_grad_(False)
     p.modules.append(teacher)
     p.eval_net = teacher
@@ -279,7 +284,7 @@ def mean_teacher_step(p: Plain) -> tuple[Step, After]:
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
         u = p.unlabeled_batch()
-        ramp = sigmoid_rampup(p.steps_done, kw["rampup_steps"])
+        ramp = RAMPS[kw["ramp"]](p.steps_done, rampup)
         w = kw["unlabeled_weight"] * ramp
         if u is None or w == 0:
             return F.cross_entropy(p.net(p.weak(x)), y)
@@ -291,7 +296,7 @@ def mean_teacher_step(p: Plain) -> tuple[Step, After]:
 
     @torch.no_grad()
     def after() -> None:
-        decay = min(kw["ema_decay"], 1 - 1 / (p.steps_done + 1))
+        decay = min(p.ema_decay, 1 - 1 / (p.steps_done + 1))
         torch._foreach_lerp_(t_params, s_params, 1 - decay)
         for t, s in zip(t_bufs, s_bufs, strict=True):
             t.copy_(s)
@@ -332,10 +337,10 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     optimizer = self.optimizer(p.params)
     x_val, y_val = data["x"][data["val_idx"]], data["val_y"]
     best, best_step, state, waited = None, 0, None, 0
-    while p.steps_done < self.max_steps:
+    while p.steps_done < p.max_steps:
         for m in p.modules:
             m.train()
-        for _ in range(min(self.eval_every, self.max_steps - p.steps_done)):
+        for _ in range(min(self.eval_every, p.max_steps - p.steps_done)):
             loss = step()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
