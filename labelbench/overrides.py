@@ -537,6 +537,8 @@ def _unknown_key(key: str, overrides: list[str], composer: Composer) -> str | No
     """A key the config does not have: which options of its group have it, or the keys
     that are there ('did you mean')."""
     name = key.lstrip("+~")
+    if name.split(".", 1)[0] == "hydra":  # Hydra's own settings: its message names the schema
+        return None
     if "/" in name.split("@", 1)[0]:  # a config group that does not exist: strategy/lose
         parent = name.rsplit("/", 1)[0]
         subs = [f"{parent}/{s}" for s in composer.options(parent, groups=True)]

@@ -192,7 +192,7 @@ def test_fraction_variants_refused_in_process(compose_fast, tmp_path, fraction):
         (("budget=total", "budget.total=-3"), r"^budget\.total=-3 must be a positive integer$"),
         (("budget=per_class", "budget.per_class=0"), r"^budget\.per_class=0 must be a positive"),
         (("budget.val_share=1.5",), r"^budget\.val_share=1\.5 is outside \(0, 1\)$"),
-        (("dataset.val_fraction=0",), r"^dataset\.val_fraction=0 is outside \(0, 1\)$"),
+        (("dataset.val_fraction=1",), r"^dataset\.val_fraction=1 is outside \[0, 1\)$"),
         (("dataset.n_classes=1",), r"^dataset\.n_classes=1 must be at least 2$"),
     ],
 )

@@ -87,10 +87,13 @@ def test_train_max_steps_reaches_every_network_strategy_and_a_strategy_key_overr
     assert cfg.strategy.inner.max_steps == 200
     cfg, _ = compose(["train.max_steps=200", "strategy.max_steps=300"])
     assert cfg.strategy.max_steps == 300
-    # the default training length leaves run keys as they were before train existed
+    # `train` acts only through the strategy's keys: the run key is what they resolve to
     cfg, _ = compose([])
     assert cfg.strategy.max_steps == 1500
-    assert run_key(cfg) == "4caa42c2b5e1b3e1"
+    assert run_key(cfg) == run_key(compose(["train.max_steps=1500"])[0])
+    assert run_key(compose(["train.max_steps=200"])[0]) == run_key(
+        compose(["strategy.max_steps=200"])[0]
+    )
 
 
 def test_strategies_without_a_network_ignore_the_model():

@@ -88,7 +88,7 @@ def test_synthetic_data_fixed_by_generator_seed():
         ({"n_features": 5, "n_informative": 6}, r"^n_informative=6 must be in 1\.\.n_features=5$"),
         ({"n_informative": 0}, r"^n_informative=0 "),
         ({"n_samples": 30, "n_classes": 4}, r"^n_samples=30 must be at least"),
-        ({"val_fraction": 0}, r"^val_fraction=0 is outside \(0, 1\)$"),
+        ({"val_fraction": -0.1}, r"^val_fraction=-0.1 is outside \[0, 1\)$"),
         ({"test_fraction": 1.0}, r"^test_fraction=1\.0 is outside \(0, 1\)$"),
         ({"val_fraction": 0.5, "test_fraction": 0.5}, r"leaves no pool"),
     ],
