@@ -25,6 +25,16 @@ FAST = {
 }
 
 
+# The same fast settings as command-line arguments, for tests that run `labelbench-run`.
+FAST_CLI = [
+    "dataset=synthetic",
+    "dataset.n_samples=400",
+    "strategy.max_steps=20",
+    "strategy.eval_every=10",
+    "logger=none",
+]
+
+
 def fast_for(overrides: tuple[str, ...] | list[str]) -> list[str]:
     """FAST, less the settings for groups the overrides switch to another option
     (`strategy=logreg` has no max_steps)."""

@@ -14,19 +14,11 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from conftest import run_cli
+from conftest import FAST_CLI, run_cli
 from labelbench.config import ConfigError, check_targets
 from labelbench.data.sources import Synthetic
 from labelbench.run import run
 
-# Fast options for cases where the dataset is not the point (same data as FAST in conftest).
-FAST_CLI = [
-    "dataset=synthetic",
-    "dataset.n_samples=400",
-    "strategy.max_steps=20",
-    "strategy.eval_every=10",
-    "logger=none",
-]
 # Fast options for a local-file dataset (dataset.n_samples is not a Files argument).
 FILES_CLI = ["strategy.max_steps=20", "strategy.eval_every=10", "logger=none"]
 ERROR_PREFIX = "labelbench-run: error:"

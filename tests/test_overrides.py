@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR, run_cli
+from conftest import CONF_DIR, FAST_CLI, run_cli
 from labelbench.config import ConfigError, check_run_fields
 from labelbench.overrides import Composer, check_command_line, check_sweep, plural
 from labelbench.run import compose
 
-FAST_CLI = [
-    "dataset=synthetic",
-    "dataset.n_samples=400",
-    "strategy.max_steps=20",
-    "strategy.eval_every=10",
-    "logger=none",
-]
 STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
 
 

@@ -61,6 +61,10 @@ class Schedule:
             raise RuntimeError("Schedule.factor before bind(total)")
         if step < self.warmup_steps:
             return step / self.warmup_steps
+        return self.after_warmup(step)
+
+    def after_warmup(self, step: int) -> float:
+        """The factor of a step past the warm-up: `decay` of the progress through the rest."""
         span = max(1, self.total - self.warmup_steps)
         return self.decay(min(1.0, (step - self.warmup_steps) / span))
 
@@ -130,9 +134,5 @@ class Step(Schedule):
         self.milestone_steps = steps
         return self
 
-    def factor(self, step: int) -> float:
-        if self.total is None:
-            raise RuntimeError("Schedule.factor before bind(total)")
-        if step < self.warmup_steps:
-            return step / self.warmup_steps
+    def after_warmup(self, step: int) -> float:
         return self.gamma ** sum(step >= m for m in self.milestone_steps)
