@@ -64,7 +64,7 @@ def legend(lb: Leaderboard) -> str:
     if lb.model_free_rows:
         parts.append(
             f"(model {NO_MODEL}): a strategy that trains no network; its runs do not depend on the"
-            " model and are shown beside every model's"
+            " model and are shown in every model's table"
         )
     return "; ".join(parts)
 
