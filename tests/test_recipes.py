@@ -256,10 +256,14 @@ def test_unknown_schedule_is_one_line(tmp_path):
     assert "did you mean cosine" in line
 
 
-def test_mean_teacher_uses_the_shared_ema_and_takes_usbs_recipe(compose_fast):
-    usb = ["strategy.mu=1", "strategy.unlabeled_weight=50", "strategy.ema_decay=0.999",
-           "strategy.rampup_steps=0.4", "strategy.ramp=linear"]  # fmt: skip
-    record = fit(compose_fast, "strategy=mean_teacher", *SHORT, *usb)
+def test_mean_teacher_defaults_are_usbs_and_use_the_shared_ema(compose_fast):
+    cfg, _ = compose_fast(*SYNTHETIC, "strategy=mean_teacher", fast=False)
+    usb = {"mu": 1, "unlabeled_weight": 50, "ema_decay": 0.999, "rampup_steps": 0.4,
+           "ramp": "linear"}  # semilearn meanteacher: uratio, lambda_u, ema_m, unsup_warmup  # fmt: skip
+    assert {k: cfg.strategy[k] for k in usb} == usb
+    strategy = build(cfg, run_key(cfg)).strategy
+    assert (strategy.recipe.ema_decay, strategy.rampup_steps) == (0.999, 0.4)
+    record = fit(compose_fast, "strategy=mean_teacher", *SHORT)
     assert np.isfinite(record.metrics["test/acc"])
     with pytest.raises(ConfigError, match="mean teacher's teacher is the EMA"):
         cfg, _ = compose_fast(

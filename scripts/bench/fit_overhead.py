@@ -55,6 +55,12 @@ from labelbench.strategies.schedules import steps_of
 from labelbench.strategies.semi import UNLABELED_SEED_OFFSET, linear_rampup
 
 CPU = torch.device("cpu")
+CIFAR_SHAPED = "{cifar_shaped}"  # stands for a folder of random 3x32x32 images, made on use
+RECIPE = ("strategy.optimizer._target_=torch.optim.SGD", "strategy.optimizer.lr=0.03",
+          "+strategy.optimizer.momentum=0.9", "+strategy.optimizer.nesterov=true",
+          "strategy.optimizer.weight_decay=5e-4", "strategy.no_decay_norm_bias=true",
+          "strategy/schedule=cosine", "strategy.ema_decay=0.999",
+          "strategy.labeled_sampling=with_replacement", "strategy.grad_clip=5.0")  # fmt: skip
 NOISY = ("regime=symmetric", "regime.rate=0.4", "budget=full")
 FEW = ("regime=clean", "budget=total", "budget.total=100")
 # strategy -> the overrides of its setting: the regime it is built for, a budget that
@@ -80,6 +86,14 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "complementary": ("regime=complementary", "budget=full"),
     "active": ("regime=clean", "budget=total", "budget.total=40", "budget.balanced=false",
                "strategy.initial=10", "strategy.query_size=10"),
+    # FixMatch's published loop (FixMatch Sec. 4, USB classic_cv): SGD with Nesterov
+    # momentum, weight decay off biases and norm weights, the 7/16 cosine, an EMA of the
+    # weights evaluated, full labeled batches drawn with replacement, clipping.
+    "fixmatch[recipe]": (*FEW, *RECIPE),
+    # ... on WRN-28-2 and CIFAR-shaped random images, a few steps (small batches: 2 cores).
+    "fixmatch[wrn28_2]": ("dataset=cifar10", f"dataset.name={CIFAR_SHAPED}", "model=wrn28_2",
+                          "budget=total", "budget.total=40", *RECIPE, "strategy.batch_size=8",
+                          "strategy.max_steps=6", "strategy.eval_every=3"),
 }  # fmt: skip
 TARGETS = {"supervised": 1.15}
 DEFAULT_TARGET = 1.3
@@ -94,10 +108,17 @@ class Plain:
     def __init__(self, strategy, net, data: dict[str, Tensor], seed: int, kw: dict) -> None:
         self.net, self.data, self.kw, self.steps_done = net, data, kw, 0
         self.max_steps = strategy.steps_for(len(data["train_idx"]))
+        self.params = list(net.parameters())
+        # The recipe's EMA of the weights (mean teacher's teacher): validated and predicts.
         self.ema_decay = strategy.recipe.ema_decay
-        self.eval_net, self.modules, self.params = net, [net], list(net.parameters())
+        self.ema = None if self.ema_decay is None else copy.deepcopy(net).requires_grad_(False)
+        self.eval_net = net if self.ema is None else self.ema
+        self.modules = [net] if self.ema is None else [net, self.ema]  # train() / eval()
         self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
-        self.labeled = MinibatchStream(len(data["train_y"]), strategy.batch_size, seed, CPU)
+        replacement = strategy.recipe.labeled_sampling == "with_replacement"
+        self.labeled = MinibatchStream(
+            len(data["train_y"]), strategy.batch_size, seed, CPU, replacement=replacement
+        )
         unlabeled = data.get("unlabeled_idx")
         self.unlabeled = (
             MinibatchStream(len(unlabeled), kw["mu"] * strategy.batch_size,
@@ -123,7 +144,6 @@ class Plain:
 
 
 Step = Callable[[], Tensor]  # one optimizer step's loss
-After = Callable[[], None]  # run after each optimizer step
 
 
 def supervised_step(p: Plain) -> Step:
@@ -272,14 +292,10 @@ def fixmatch_step(p: Plain, flex: bool = False) -> Step:
     return step
 
 
-def mean_teacher_step(p: Plain) -> tuple[Step, After]:
+def mean_teacher_step(p: Plain) -> Step:
     kw = p.kw
     rampup = steps_of("rampup_steps", kw["rampup_steps"], p.max_steps)
-    teacher = copy.deepcopy(p.net).requires_grad_(False)
-    p.modules.append(teacher)
-    p.eval_net = teacher
-    t_params, s_params = list(teacher.parameters()), list(p.net.parameters())
-    t_bufs, s_bufs = list(teacher.buffers()), list(p.net.buffers())
+    teacher = p.ema  # the loop's EMA of the student (plain_train updates it)
 
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
@@ -294,18 +310,11 @@ def mean_teacher_step(p: Plain) -> tuple[Step, After]:
             target = teacher(p.weak(u[1])).softmax(dim=1)
         return F.cross_entropy(logits_x, y) + w * F.mse_loss(logits_u.softmax(dim=1), target)
 
-    @torch.no_grad()
-    def after() -> None:
-        decay = min(p.ema_decay, 1 - 1 / (p.steps_done + 1))
-        torch._foreach_lerp_(t_params, s_params, 1 - decay)
-        for t, s in zip(t_bufs, s_bufs, strict=True):
-            t.copy_(s)
-
-    return step, after
+    return step
 
 
-# LabelModule class name -> the plain loop's loss (and after-step hook) for it.
-STEPS: dict[str, Callable[[Plain], Step | tuple[Step, After]]] = {
+# LabelModule class name -> the plain loop's loss for it.
+STEPS: dict[str, Callable[[Plain], Step]] = {
     "SupervisedModule": supervised_step,
     "SoftTargetModule": soft_target_step,
     "DistillModule": distill_step,
@@ -332,22 +341,33 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     kw = {**self.module_kwargs(), **getattr(made, "keywords", {})}
     p = Plain(self, net, data, seed, kw)
-    made_step = STEPS[cls.__name__](p)
-    step, after = made_step if isinstance(made_step, tuple) else (made_step, None)
-    optimizer = self.optimizer(p.params)
+    step = STEPS[cls.__name__](p)
+    optimizer = plain_optimizer(self, p.params)
+    schedule = self.recipe.schedule
+    schedule = (
+        None if schedule is None or schedule.constant else copy.copy(schedule).bind(p.max_steps)
+    )
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    clip = self.recipe.grad_clip
     x_val, y_val = data["x"][data["val_idx"]], data["val_y"]
     best, best_step, state, waited = None, 0, None, 0
     while p.steps_done < p.max_steps:
         for m in p.modules:
             m.train()
         for _ in range(min(self.eval_every, p.max_steps - p.steps_done)):
+            if schedule is not None:
+                factor = schedule.factor(p.steps_done)
+                for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = lr * factor
             loss = step()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(p.params, clip)
             optimizer.step()
             p.steps_done += 1
-            if after is not None:
-                after()
+            if p.ema is not None:
+                ema_update(p.ema, p.net, min(p.ema_decay, 1 - 1 / (p.steps_done + 1)))
         if not len(y_val):
             continue
         for m in p.modules:
@@ -368,6 +388,25 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     return NetPredictor(p.eval_net, tuple(task.input_shape), info)
 
 
+def plain_optimizer(self: LightningStrategy, params: list[Tensor]) -> torch.optim.Optimizer:
+    """The strategy's torch optimizer; with no_decay_norm_bias, the 1-D parameters (biases,
+    norm weights) in a group without weight decay."""
+    if not self.recipe.no_decay_norm_bias:
+        return self.optimizer(params)
+    return self.optimizer([{"params": [q for q in params if q.ndim > 1]},
+                           {"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0}])  # fmt: skip
+
+
+@torch.no_grad()
+def ema_update(average: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * net, parameter by parameter; buffers
+    (batch-norm statistics) copied."""
+    torch._foreach_lerp_(list(average.parameters()), [w.detach() for w in net.parameters()],
+                         1 - decay)  # fmt: skip
+    for a, b in zip(average.buffers(), net.buffers(), strict=True):
+        a.copy_(b)
+
+
 @contextlib.contextmanager
 def plain_loops() -> Iterator[None]:
     """Every LightningStrategy trains with plain_train inside (folds, rounds, teachers...)."""
@@ -385,6 +424,34 @@ def training_key(name: str) -> str:
     return "strategy.inner" if name.startswith("active") else "strategy"
 
 
+def cifar_shaped(folder: Path, n_train: int = 600, n_test: int = 100) -> Path:
+    """A `save_to_disk` dataset of random 32x32 RGB images in 10 classes (CIFAR-10's shape
+    and columns: `img`, `label`), under `folder`, made once; what `dataset=cifar10
+    dataset.name=<it>` reads as it would read the real one."""
+    path = folder / "cifar_shaped"
+    if path.exists():
+        return path
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    datasets.disable_progress_bars()
+    rng = np.random.default_rng(0)
+    features = datasets.Features(
+        {"img": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)}
+    )
+
+    def split(n: int) -> datasets.Dataset:
+        pixels = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        images = [Image.fromarray(p) for p in pixels]
+        return datasets.Dataset.from_dict(
+            {"img": images, "label": (np.arange(n) % 10).tolist()}, features=features
+        )
+
+    datasets.DatasetDict(train=split(n_train), test=split(n_test)).save_to_disk(str(path))
+    return path
+
+
 class Case:
     """One strategy in its setting, built as labelbench-run builds it; fit() runs it once
     (Lightning, or plain) and returns the best validation score and steps of its last
@@ -394,8 +461,14 @@ class Case:
         self, name: str, logger: str, steps: int | None, scratch: Path, extra: tuple[str, ...] = ()
     ) -> None:
         base = name.split("[")[0]
-        overrides = [f"strategy={base}", "dataset=digits", "model=mlp", f"logger={logger}",
-                     f"paths.results_dir={scratch}", *SETTINGS[name]]  # fmt: skip
+        setting = list(SETTINGS[name])
+        if any(CIFAR_SHAPED in o for o in setting):
+            folder = str(cifar_shaped(scratch.parent))
+            setting = [o.replace(CIFAR_SHAPED, folder) for o in setting]
+        chosen = {o.split("=")[0] for o in setting}
+        defaults = [o for o in ("dataset=digits", "model=mlp") if o.split("=")[0] not in chosen]
+        overrides = [f"strategy={base}", *defaults, f"logger={logger}",
+                     f"paths.results_dir={scratch}", *setting]  # fmt: skip
         if steps:
             overrides.append(f"{training_key(name)}.max_steps={steps}")
         overrides += extra
