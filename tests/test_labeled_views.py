@@ -36,13 +36,19 @@ def built(compose_fast, *overrides: str):
 def test_every_network_strategy_trains_on_the_weak_view_by_default(name, compose_fast):
     extra = [REGIMES[name]] if name in REGIMES else []
     strategy = built(compose_fast, *SYNTHETIC, f"strategy={name}", *extra).strategy
-    group = "strategy/augment"
     if isinstance(strategy, Active):  # its rounds fit the inner strategy, with its views
-        strategy, group = strategy.inner, "strategy/augment@strategy.inner.augment"
+        strategy = strategy.inner
     if not isinstance(strategy, LightningStrategy):
         pytest.skip(f"{name} trains no network")
     assert isinstance(strategy.augment, ByModality)
-    off = built(compose_fast, *SYNTHETIC, f"strategy={name}", *extra, f"{group}=none").strategy
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [("supervised", "strategy/augment"), ("active", "strategy/augment@strategy.inner.augment")],
+)
+def test_augment_none_feeds_the_inputs_as_they_are(name, group, compose_fast):
+    off = built(compose_fast, *SYNTHETIC, f"strategy={name}", f"{group}=none").strategy
     assert isinstance(getattr(off, "inner", off).augment, Identity)
 
 
