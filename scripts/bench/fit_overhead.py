@@ -630,7 +630,8 @@ def main() -> None:
                 print(breakdown(Case(name, args.logger, args.steps, folder), args.repeats))
         return
     rows = []
-    print(f"fit overhead on digits, MLP, torch threads {torch.get_num_threads()}, "
+    print(f"fit overhead on digits with the MLP (unless a case says), torch threads "
+          f"{torch.get_num_threads()}, "
           f"logger={args.logger}, {args.repeats} interleaved repeats (median):\n")  # fmt: skip
     print("| strategy | plain s | Lightning s | ratio | target | met | steps | same result |")
     print("|---|---|---|---|---|---|---|---|")
