@@ -56,6 +56,19 @@ def test_the_speed_script_measures_both_implementations(tmp_path):
     assert any("CPU" in f["figure"] for f in figures)
 
 
+def test_the_speed_script_times_a_fixmatch_step(tmp_path):
+    """--step: a wrn28_2 FixMatch step (2 labeled + 14 x 2 unlabeled views here) and the
+    views' share of it, a percentage in (0, 100)."""
+    out = tmp_path / "figures.json"
+    proc = run(SPEED, "--batch", "14", "--repeats", "1", "--device", "cpu", "--step",
+               "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "wrn28_2 FixMatch step (2 labeled + 14 x 2 unlabeled views)" in proc.stdout
+    (share,) = [f for f in json.loads(out.read_text()) if "share" in f["figure"]]
+    assert share["unit"] == "%" and 0 < share["measured"] < 100 and share["target"] is None
+    assert 0 < share["views_ms"] < share["step_ms"]
+
+
 def test_a_bad_device_is_refused_in_one_line():
     proc = run(SPEED, "--device", "nope")
     assert proc.returncode == 2

@@ -13,12 +13,19 @@ horizontal flip with probability 0.5 and a random crop after 4 px reflect paddin
 uniform in [0, 0.5] x width filled with (125, 123, 114), then ToTensor: the images as one
 float (B, C, H, W) batch in [0, 1], what a worker hands over.
 
-Target (CUDA only): ours >= 20x the PIL pipeline's images/s per core. The JSON figures
-(--json, for scripts/bench/all.py) are milliseconds per batch, lower is better: on CUDA with
-target = the PIL time per core / 20; on CPU informational (target None).
+`--step` also times one whole FixMatch step of wrn28_2 (conf/model/wrn28_2.yaml) on each
+device: the views it needs (the weak view of 64 = 448 / mu labeled images, the weak and the strong view
+of the 448 unlabeled ones), then one forward of the three batches together (as USB
+concatenates them), cross-entropy on the labeled part, FixMatch's masked pseudo-label loss,
+backward and an SGD step; it prints the views' share of the step.
+
+Targets (CUDA only): ours >= 20x the PIL pipeline's images/s per core, and the views <= 15%
+of a wrn28_2 FixMatch step. The JSON figures (--json, for scripts/bench/all.py) are
+milliseconds per batch, lower is better: on CUDA with target = the PIL time per core / 20;
+on CPU informational (target None); the step share in percent.
 
     .venv/bin/python scripts/bench/augment_speed.py [--batch 448] [--repeats 7]
-        [--device cpu|cuda|all] [--json FILE]
+        [--device cpu|cuda|all] [--step] [--json FILE]
 
 Exits 1 only when a CUDA target is missed.
 """
@@ -47,6 +54,9 @@ from labelbench.data.task import TaskView
 YAML = ROOT / "conf" / "strategy" / "augment" / "image.yaml"
 SHAPE = (3, 32, 32)
 CUDA_TARGET = 20.0  # ours on CUDA >= 20x the PIL pipeline's images/s per core
+STEP_SHARE = 0.15  # on CUDA the views are at most 15% of a wrn28_2 FixMatch step
+MU = 7  # FixMatch's unlabeled batch is mu x the labeled one: 448 = 7 x 64
+WRN_YAML = ROOT / "conf" / "model" / "wrn28_2.yaml"
 WARMUP = 3
 
 
@@ -144,11 +154,43 @@ def bound_augment(batch: int):
     return instantiate(OmegaConf.load(YAML)).bind(task)
 
 
+def fixmatch_step(augment, device: str, n: int, repeats: int, sync) -> tuple[float, float]:
+    """(seconds of a wrn28_2 FixMatch step, seconds of its views) on `device`: medians."""
+    gen, labeled = torch.Generator().manual_seed(0), max(1, n // MU)
+    model = instantiate(OmegaConf.load(WRN_YAML))(in_shape=SHAPE, num_classes=10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, nesterov=True)
+    xl = torch.rand((labeled, *SHAPE), generator=gen).to(device)
+    xu = torch.rand((n, *SHAPE), generator=gen).to(device)
+    yl = torch.randint(0, 10, (labeled,), generator=gen).to(device)
+
+    def views():
+        return augment.weak(xl, gen), augment.weak(xu, gen), augment.strong(xu, gen)
+
+    def step():
+        wl, wu, su = views()
+        logits = model(torch.cat([wl, wu, su]))
+        ll, lw, ls = logits[:labeled], logits[labeled : labeled + n], logits[labeled + n :]
+        probs = lw.detach().softmax(1)
+        conf, pseudo = probs.max(1)
+        unsup = (torch.nn.functional.cross_entropy(ls, pseudo, reduction="none")
+                 * (conf >= 0.95)).mean()  # fmt: skip
+        loss = torch.nn.functional.cross_entropy(ll, yl) + unsup
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    step_s = median_seconds(step, repeats, sync)
+    return step_s, median_seconds(views, repeats, sync)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=448, help="images per batch (448)")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls (median)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    parser.add_argument("--step", action="store_true",
+                        help="also time a whole wrn28_2 FixMatch step and the views' share")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args()
     if args.batch < 1 or args.repeats < 1:
@@ -225,10 +267,37 @@ def main() -> None:
             name = (f"augment: strong view on CPU, {n} images, {t} torch "
                     f"thread{'s' * (t > 1)} (ms/batch)")  # fmt: skip
         figures.append(figure(name, target, seconds * 1e3, "ms", **extra))
+    if args.step:
+        shares = step_shares(augment, cases, n, args.repeats)
+        missed |= any(f["target"] is not None and f["measured"] > f["target"] for f in shares)
+        figures += shares
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     if missed:
-        sys.exit(f"augment_speed: CUDA target missed (>= {CUDA_TARGET:g}x PIL per core)")
+        sys.exit(f"augment_speed: a CUDA target missed (>= {CUDA_TARGET:g}x PIL per core, "
+                 f"views <= {STEP_SHARE:.0%} of a wrn28_2 FixMatch step)")  # fmt: skip
+
+
+def step_shares(augment, cases, n: int, repeats: int) -> list[dict]:
+    """The views' share of a wrn28_2 FixMatch step on each device (CPU with the machine's
+    threads only): a printed table and one figure per device."""
+    figures = []
+    print(f"\nwrn28_2 FixMatch step ({max(1, n // MU)} labeled + {n} x 2 unlabeled views):\n")
+    print("| device | step ms | views ms | views' share | target |")
+    print("|---|---|---|---|---|")
+    for device in dict.fromkeys(d for d, _ in cases):
+        if device == "cuda":
+            label, sync, target = torch.cuda.get_device_name(), torch.cuda.synchronize, STEP_SHARE
+        else:
+            label, sync, target = f"cpu, {torch.get_num_threads()} threads", lambda: None, None
+        step_s, views_s = fixmatch_step(augment, device, n, max(1, repeats // 2), sync)
+        share = views_s / step_s
+        shown = f"<= {target:.0%}" if target else "— (CUDA only)"
+        print(f"| {label} | {step_s * 1e3:.1f} | {views_s * 1e3:.1f} | {share:.1%} | {shown} |")
+        figures.append(figure(f"augment: views' share of a wrn28_2 FixMatch step on {device} "
+                              "(%)", None if target is None else target * 100, share * 100, "%",
+                              step_ms=step_s * 1e3, views_ms=views_s * 1e3))  # fmt: skip
+    return figures
 
 
 if __name__ == "__main__":
