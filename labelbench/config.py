@@ -301,11 +301,36 @@ def _data_named(option: str, node: DictConfig) -> list[str]:
 
 
 def _option_yaml(group: str, stem: str) -> DictConfig | None:
-    """conf/<group>/<stem>.yaml as written (None for an option from another config folder)."""
+    """<group>/<stem>.yaml as written, from the first config folder that has it in the
+    current Hydra job's search path (a plugin's `hydra.searchpath=[file://...]` included),
+    else from labelbench's conf/; None when no folder has it."""
+    for folder in _config_folders():
+        path = folder / group / f"{stem}.yaml"
+        if path.is_file():
+            return OmegaConf.load(path)
+    return None
+
+
+def _config_folders() -> list[Any]:
+    """The config folders on disk, in Hydra's lookup order: the running job's file:// and
+    pkg:// sources (none outside a Hydra app), then labelbench's own conf/."""
+    from importlib.resources import files
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{stem}.yaml"
-    return OmegaConf.load(path) if path.is_file() else None
+    from hydra.core.hydra_config import HydraConfig
+
+    own = Path(__file__).resolve().parent.parent / "conf"
+    folders = []
+    if HydraConfig.initialized():
+        for source in HydraConfig.get().runtime.config_sources:
+            if source.schema == "file":
+                folders.append(Path(source.path))
+            elif source.schema == "pkg":
+                try:
+                    folders.append(Path(str(files(source.path.replace("/", ".")))))
+                except (ModuleNotFoundError, TypeError):  # a namespace-less or zip source
+                    continue
+    return [*folders, own]
 
 
 # Groups whose options have nested options of their own (strategy/loss, dataset/encoder ...).

@@ -15,6 +15,7 @@ from conftest import assert_resumes_exactly, run_cli
 from labelbench.config import ConfigError, run_key
 from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
+from labelbench.models import takes_images
 from labelbench.run import build, run
 from labelbench.strategies.augment import ImageAugment, VectorAugment
 from labelbench.strategies.ema import EMA
@@ -85,8 +86,8 @@ def test_include_labeled_switch(compose_fast):
 
 @pytest.mark.parametrize(("model", "views"), [("cnn_small", ImageAugment), ("mlp", VectorAugment)])
 def test_fixmatch_on_digit_images_augments_what_the_network_sees(model, views, compose_fast):
-    """The image path (shifts, cutout, noise on 8x8 digits) for a CNN; feature noise and
-    masking for an MLP, which flattens the pixels."""
+    """The image path (reflect-padded crops, RandAugment and Cutout on 8x8 digits) for a
+    CNN; feature noise and masking for an MLP, which flattens the pixels."""
     cfg, _ = compose_fast(
         "strategy=fixmatch",
         f"model={model}",
@@ -101,7 +102,8 @@ def test_fixmatch_on_digit_images_augments_what_the_network_sees(model, views, c
     task = parts.source.load(0)
     pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
     predictor = parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=0)
-    assert type(parts.strategy._bound) is views
+    # what the shared loop binds for this model (LightningStrategy.train)
+    assert type(parts.strategy.augment.bind(task.view(), takes_images(parts.model))) is views
     test = task.split.test
     accuracy = (predictor.predict_proba(task.x[test]).argmax(1) == task.y[test]).mean()
     assert accuracy > 0.3  # 10 classes, 40 steps: well above chance

@@ -80,7 +80,9 @@ class Hub(Source):
     `split` (slices allowed for hub ids and file folders: `train[:5000]`) gives the pool and
     validation items, and, cut per split seed, the test items; `test_split` names the
     dataset's own test split instead, which is then the fixed test split whatever the seed.
-    Images are scaled to [0, 1], channels first; text needs an `encoder`.
+    Images are scaled to [0, 1], channels first; text needs an `encoder`. `flip`: whether a
+    left-right mirror keeps an image's class (true for CIFAR and STL-10, false for digits
+    and SVHN); augmentations flip only where it is true.
 
     Offline (HF_DATASETS_OFFLINE or HF_HUB_OFFLINE set, or the Hub unreachable), only
     datasets in the local Hugging Face cache load; anything else is one ConfigError line."""
@@ -101,8 +103,9 @@ class Hub(Source):
         cache_dtype: str = "float32",
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
+        flip: bool = False,
     ) -> None:
-        super().__init__(val_fraction, test_fraction)
+        super().__init__(val_fraction, test_fraction, flip=flip)
         if not name or not str(name).strip():
             raise ConfigError("name is empty; give a hub id (uoft-cs/cifar10) or a local folder")
         if modality is not None and modality not in MODALITIES:

@@ -20,8 +20,8 @@ class Source:
     name = "source"
     modality = "vector"
     standardize = False  # sources with their own __init__ (mnist1d) keep their data as is
-    # Whether mirroring an input left-right keeps its class. Augmentations flip only where a
-    # source says so: a mirrored digit is another symbol (or none).
+    # Whether mirroring an input left-right keeps its class, unless `dataset.flip` says:
+    # augmentations flip only where it does. A mirrored digit is another symbol (or none).
     flip_invariant = False
 
     @property
@@ -30,7 +30,11 @@ class Source:
         return self.name
 
     def __init__(
-        self, val_fraction: float = 0.15, test_fraction: float = 0.2, standardize: bool = False
+        self,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+        standardize: bool = False,
+        flip: bool | None = None,
     ) -> None:
         # val_fraction=0: no validation split, for recipes that select the last weights
         # (strategy.selection=last); strategies that select on validation refuse it.
@@ -45,6 +49,13 @@ class Source:
             )
         if not isinstance(standardize, bool):
             raise ConfigError(f"standardize={standardize!r} must be true or false")
+        if flip is not None:
+            if not isinstance(flip, bool):
+                raise ConfigError(
+                    f"flip={flip!r} must be true or false (whether a left-right mirror keeps"
+                    " an image's class)"
+                )
+            self.flip_invariant = flip
         if standardize and self.modality != "vector":
             raise ConfigError(
                 f"standardize=true is for tabular (vector) data; {self.name} is {self.modality} data"
@@ -98,7 +109,8 @@ def standardized(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
 
 
 class Digits(Source):
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), pixels scaled to [0, 1]."""
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), pixels scaled to [0, 1].
+    Not flip-invariant: a mirrored digit is another symbol or none."""
 
     name = "digits"
     modality = "image"

@@ -11,20 +11,30 @@ are vectorised over the batch; they run on every optimizer step.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import ConfigError, check_number
 from labelbench.data.task import TaskView
+from labelbench.strategies import image_ops
+from labelbench.strategies.image_ops import RandAugment
 
 UNBOUND = "call bind(task) first: {name} needs the task's {what}"
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
+def _value_range(x: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """(min, max) of x[rows] (NaN if any is NaN; (0, 0) for no rows), a chunk of rows at a
+    time rather than one copy of the whole pool."""
+    if len(rows) == 0:
+        return 0.0, 0.0
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(rows), chunk):
+        part = x[rows[start : start + chunk]]
+        lo, hi = np.minimum(lo, part.min()), np.maximum(hi, part.max())
+    return float(lo), float(hi)
 
 
 class Augment:
@@ -65,37 +75,56 @@ class Identity(Augment):
 
 
 class ImageAugment(Augment):
-    """Views of (B, C, H, W) images.
+    """The papers' views of (B, C, H, W) images with pixels in [0, 1] (C = 1 or 3), as
+    batched ops from labelbench.strategies.image_ops.
 
-    weak: a random translation by up to `weak_shift` pixels each way (zero fill), and a
-    horizontal flip with probability 0.5 where flips are on. strong: translation by up to
-    `strong_shift` pixels, a random zoom onto a crop whose area is drawn in
-    [crop_scale, 1] (1: off), a `cutout` x `cutout` square of zeros at a random centre (0:
-    off), Gaussian noise of std `noise` (0: off), and the same flip. flip: None flips
-    only on datasets that declare mirroring label-preserving (`flip_invariant`); True
-    requires that; False never flips. The defaults are the digits recipe that made
-    FixMatch work with a small CNN."""
+    weak (FixMatch, Sohn et al. 2020, Sec. 2.3; USB semilearn/datasets/cv_datasets/cifar.py
+    `transform_weak`): a horizontal flip with probability 0.5 where flips are on, then a
+    random crop after reflect padding by `pad` on each side: torchvision's
+    RandomCrop(size, padding=pad, padding_mode="reflect"). `pad` is pixels (an int >= 0) or,
+    below 1, a fraction of each side, int(side * pad) as USB's int(crop_size * (1 -
+    crop_ratio)): the default 0.125 is 4 px on 32x32 and 1 px on 8x8 digits. USB crops
+    then flips; flipping first gives the same distribution (reflect padding is symmetric)
+    and lets one gather do both.
+
+    strong (USB `transform_strong`): the weak view's flip and crop, then RandAugment
+    (image_ops.RandAugment, FixMatch's variant as USB's randaugment.py): `n` ops drawn per
+    image from `ops` (default all 14 of USB's augment_list()) with magnitudes uniform in
+    each op's range, then Cutout of side up to `cutout` x W filled with `cutout_fill` (None:
+    USB's (125, 123, 114)). n = 2 is FixMatch's; USB's classic CV configs use
+    RandAugment(3, 5), i.e. n = 3.
+
+    flip: None flips only on datasets that declare mirroring label-preserving
+    (`flip_invariant`); True requires that; False never flips."""
 
     def __init__(
         self,
-        weak_shift: int = 1,
-        strong_shift: int = 2,
-        crop_scale: float = 1.0,
-        cutout: int = 3,
-        noise: float = 0.1,
+        pad: float = 0.125,
+        n: int = 2,
+        ops: Sequence[str] | None = None,
+        cutout: float = 0.5,
+        cutout_fill: float | None = None,
         flip: bool | None = None,
     ) -> None:
-        self.weak_shift = check_int("weak_shift", weak_shift)
-        self.strong_shift = check_int("strong_shift", strong_shift)
-        self.crop_scale = check_number("crop_scale", crop_scale, "(0, 1]")
-        self.cutout = check_int("cutout", cutout)
-        self.noise = check_number("noise", noise)
+        pixels = isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0
+        fraction = isinstance(pad, float) and 0 <= pad < 1
+        if not (pixels or fraction):
+            raise ConfigError(
+                f"pad={pad} must be a non-negative integer (pixels) or a number in [0, 1)"
+                " (a fraction of the image side)"
+            )
+        self.pad = pad
+        self._randaugment = RandAugment(n, ops, cutout, cutout_fill)
+        self.n = self._randaugment.n
+        self.ops = self._randaugment.ops
+        self.cutout = self._randaugment.cutout
+        self.cutout_fill = self._randaugment.cutout_fill
         if flip is not None and not isinstance(flip, bool):
             raise ConfigError(f"flip={flip} must be true, false or null (auto)")
         self.flip = flip
         self._shape: tuple[int, int, int] | None = None
+        self._pad = (0, 0)  # (rows, columns), resolved by bind()
         self._flip = False  # resolved by bind()
-        self._cache: dict[torch.device, dict[str, Tensor]] = {}
 
     def bind(self, task: TaskView, takes_images: bool | None = None) -> ImageAugment:
         shape = tuple(int(v) for v in task.input_shape)
@@ -104,27 +133,37 @@ class ImageAugment(Augment):
                 f"input_shape={shape} of dataset {task.name} is not an image (channels, height,"
                 " width); use strategy/augment=vector (or by_modality) for feature vectors"
             )
-        side = min(shape[1:])
-        for name in ("weak_shift", "strong_shift", "cutout"):
-            value = getattr(self, name)
-            # A shift of a whole side can move the image out of view; a larger cutout
-            # blanks it whatever its centre.
-            too_big = value > side if name == "cutout" else value >= side
-            if too_big:
-                limit = f"at most {side}" if name == "cutout" else f"below {side}"
-                raise ConfigError(
-                    f"{name}={value} is too large for {shape[1]}x{shape[2]} images of dataset"
-                    f" {task.name}; it must be {limit}"
-                )
+        channels, h, w = shape
+        if channels not in (1, 3):
+            raise ConfigError(
+                f"input_shape={shape} of dataset {task.name} has {channels} channels;"
+                " ImageAugment takes 1 (grey) or 3 (RGB)"
+            )
+        pad = (
+            (self.pad, self.pad)
+            if isinstance(self.pad, int)
+            else (int(h * self.pad), int(w * self.pad))
+        )
+        if pad[0] >= h or pad[1] >= w:
+            raise ConfigError(
+                f"pad={self.pad} is too large for {h}x{w} images of dataset {task.name};"
+                f" reflect padding must be below the side: at most {min(h, w) - 1} px"
+            )
         if self.flip and not task.flip_invariant:
             raise ConfigError(
                 f"flip=true but dataset {task.name} does not declare flips label-preserving"
                 " (flip_invariant=false); allowed: false or null (auto)"
             )
+        lo, hi = _value_range(np.asarray(task.x), np.asarray(task.pool))
+        if not (lo >= 0 and hi <= 1):  # also catches NaN
+            raise ConfigError(
+                f"dataset {task.name} has pool pixel values in [{lo:.4g}, {hi:.4g}];"
+                " ImageAugment's ops need pixels in [0, 1] (e.g. dataset.standardize=false)"
+            )
         bound = copy.copy(self)
         bound._shape = shape  # type: ignore[assignment]
+        bound._pad = pad
         bound._flip = bool(task.flip_invariant) if self.flip is None else self.flip
-        bound._cache = {}
         return bound
 
     def _check(self, x: Tensor) -> None:
@@ -135,93 +174,23 @@ class ImageAugment(Augment):
 
     def weak(self, x: Tensor, generator: torch.Generator) -> Tensor:
         self._check(x)
-        return self._flip_lr(self._translate(x, self.weak_shift, generator), generator)
+        return self._flip_crop(x, generator)
 
     def strong(self, x: Tensor, generator: torch.Generator) -> Tensor:
         self._check(x)
-        out = self._translate(x, self.strong_shift, generator)
-        out = self._crop(out, generator)
-        out = self._cutout(out, generator)
-        if self.noise > 0:
-            eps = torch.randn(x.shape, generator=generator, device=generator.device)
-            out = out + self.noise * eps.to(x.device, x.dtype)
-        return self._flip_lr(out, generator)
+        return self._randaugment(self._flip_crop(x, generator), generator)
 
-    def _tables(self, device: torch.device) -> dict[str, Tensor]:
-        """Index tables for shifts and cutout on `device`, built once per device. Batches of
-        small images are cheap to move, so the cost of an op is mostly the number of torch
-        calls: with these tables a shift and a cutout are one gather each."""
-        if device not in self._cache:
-            assert self._shape is not None
-            _, h, w = self._shape
-            on = {"device": device}
-            rows, cols = torch.arange(h, **on)[:, None], torch.arange(w, **on)
-            tables = {}
-            for shift in {self.weak_shift, self.strong_shift} - {0}:
-                # flat index of each pixel in the zero-padded image, and of each window start
-                width, k = w + 2 * shift, torch.arange(2 * shift + 1, **on)
-                tables[f"pixels{shift}"] = (rows * width + cols).view(1, 1, h * w)
-                tables[f"starts{shift}"] = (k[:, None] * width + k).view(-1)
-            if self.cutout:
-                # A (2H-1, 2W-1) canvas with the square at its centre: the cutout mask for a
-                # centre (cy, cx) is the H x W window of it starting at (H-1-cy, W-1-cx).
-                u, v = torch.arange(2 * h - 1, **on)[:, None], torch.arange(2 * w - 1, **on)
-                top, left = h - 1 - self.cutout // 2, w - 1 - self.cutout // 2
-                square = (
-                    (u >= top) & (u < top + self.cutout) & (v >= left) & (v < left + self.cutout)
-                )
-                tables["canvas"] = square.view(1, -1)
-                tables["window"] = (rows * (2 * w - 1) + cols).view(1, h * w)
-                centre = torch.arange(h * w, **on)
-                tables["corner"] = (h - 1 - centre // w) * (2 * w - 1) + (w - 1 - centre % w)
-            self._cache[device] = tables
-        return self._cache[device]
-
-    def _translate(self, x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
-        """Move each image by its own (dy, dx) drawn uniformly from [-shift, shift]^2, with
-        zero fill: pad, then gather an H x W window at a random start."""
-        if shift == 0:
-            return x
-        b, c, h, w = x.shape
-        tables = self._tables(x.device)
-        n_starts = (2 * shift + 1) ** 2
-        pick = torch.randint(0, n_starts, (b,), generator=generator, device=generator.device)
-        index = tables[f"starts{shift}"][pick.to(x.device)].view(b, 1, 1) + tables[f"pixels{shift}"]
-        padded = F.pad(x, (shift, shift, shift, shift)).flatten(2)
-        return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
-
-    def _crop(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Zoom onto a random square-aspect crop of area in [crop_scale, 1], kept inside."""
-        if self.crop_scale >= 1:
-            return x
-        b = x.shape[0]
-        side = _uniform(b, self.crop_scale, 1.0, generator).sqrt()
-        ty, tx = (_uniform(b, -1.0, 1.0, generator) * (1 - side) for _ in range(2))
-        theta = torch.zeros(b, 2, 3, device=side.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = side
-        theta[:, 0, 2], theta[:, 1, 2] = tx, ty
-        theta = theta.to(x.device, x.dtype)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        # border: the outermost half-pixel of a crop would otherwise blend with zeros
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-    def _cutout(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Zero a cutout x cutout square (all channels) centred on a random pixel; it may
-        hang over the edge, so less than the full square can be blanked."""
-        if self.cutout == 0:
-            return x
-        b, _, h, w = x.shape
-        tables = self._tables(x.device)
-        centre = torch.randint(0, h * w, (b,), generator=generator, device=generator.device)
-        index = tables["corner"][centre.to(x.device)][:, None] + tables["window"]
-        hole = tables["canvas"].expand(b, -1).gather(1, index)
-        return x.masked_fill(hole.view(b, 1, h, w), 0.0)
-
-    def _flip_lr(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        if not self._flip:
-            return x
-        coin = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
-        return torch.where(coin.to(x.device)[:, None, None, None], x.flip(-1), x)
+    def _flip_crop(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Flip (where on) then reflect-pad random crop, drawn per image, as one gather."""
+        b = len(x)
+        on = {"generator": generator, "device": generator.device}
+        flip = torch.rand(b, **on) < 0.5 if self._flip else None
+        (ph, pw) = self._pad
+        if ph == pw == 0:
+            return x if flip is None else image_ops.hflip(x, flip)
+        top = torch.randint(0, 2 * ph + 1, (b,), **on)
+        left = torch.randint(0, 2 * pw + 1, (b,), **on)
+        return image_ops.reflect_crop(x, top, left, self._pad, flip)
 
 
 class VectorAugment(Augment):

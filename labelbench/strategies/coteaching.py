@@ -45,6 +45,7 @@ class CoTeachingModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         x, y = self.next_labeled()
+        x = self.weak(x)  # one view for both peers, as a shared DataLoader gives them
         logits, peer_logits = self.net(x), self.peer(x)
         keep = max(1, math.ceil((1.0 - self.current_forget_rate()) * len(y)))
         with torch.no_grad():

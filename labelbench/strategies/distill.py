@@ -40,7 +40,7 @@ class DistillModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         pick, x, soft = self.next_labeled_at()
-        logits = self.net(x)
+        logits = self.net(self.weak(x))
         t = self.temperature
         kl = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="none").sum(dim=1)
         per_item = self.alpha * t * t * kl

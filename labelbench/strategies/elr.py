@@ -46,7 +46,7 @@ class ELRModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         pick, x, y = self.next_labeled_at()
-        logits = self.net(x)
+        logits = self.net(self.weak(x))
         probs = torch.softmax(logits, dim=1)
         with torch.no_grad():
             self.elr_target[pick] = elr_update(self.elr_target[pick], probs.detach(), self.beta)

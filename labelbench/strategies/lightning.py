@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from labelbench.config import ConfigError, check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
+from labelbench.models import takes_images
+from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
 from labelbench.strategies.ema import EMA
 from labelbench.strategies.schedules import Constant, Schedule
@@ -42,6 +44,7 @@ CHECKPOINT_NAME = "last"
 AUGMENT_SEED_OFFSET = 0xA06
 LABELED_SAMPLING = ("epochs", "with_replacement")
 SELECTIONS = ("best_val", "last")
+NO_AUGMENT = Identity()  # stateless: safe to share
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +125,9 @@ class LabelModule(pl.LightningModule):
 
     Subclasses implement `training_loss()`, drawing their batches from `next_labeled()`
     (and, for semi-supervised methods, from further streams they add in `make_streams`),
-    and may act after every optimizer step in `after_step()` (an EMA teacher ...). Random
-    augmentations draw from `self.generator`. `eval_net` is the network that is validated
+    and may act after every optimizer step in `after_step()` (an EMA teacher ...). They
+    train on `weak(x)` views of labeled batches (and `strong(x)` ones where the method says
+    so): the strategy's augmentation, bound to the task, drawing from `self.generator`. `eval_net` is the network that is validated
     and predicts (the student by default). Checkpoints carry the step count, every stream's
     position, the augmentation generator and the torch RNG, so a resumed fit continues
     exactly where the interrupted one stopped.
@@ -144,9 +148,11 @@ class LabelModule(pl.LightningModule):
         seed: int,
         monitor: str = "val/acc",
         recipe: Recipe = Recipe(),  # frozen: safe to share
+        augment: Augment = NO_AUGMENT,
     ) -> None:
         super().__init__()
         self.net = net
+        self.augment = augment
         self.optimizer_factory = optimizer
         self.data = data
         self.max_steps, self.eval_every, self.batch_size = max_steps, eval_every, batch_size
@@ -179,6 +185,14 @@ class LabelModule(pl.LightningModule):
             n, batch_size, seed, self.device, self.global_rank, self.trainer.world_size,
             replacement,
         )  # fmt: skip
+
+    def weak(self, x: Tensor) -> Tensor:
+        """The weak view of a batch (the inputs themselves under strategy/augment=none)."""
+        return self.augment.weak(x, self.generator)
+
+    def strong(self, x: Tensor) -> Tensor:
+        """The strong view of a batch."""
+        return self.augment.strong(x, self.generator)
 
     def on_fit_start(self) -> None:
         self.data = {k: v.to(self.device) for k, v in self.data.items()}
@@ -428,7 +442,8 @@ class LightningStrategy(Strategy):
     (0 disables early stopping). selection: `best_val` restores the weights of the best
     validation score; `last` keeps the final ones and needs no validation labels. The
     recipe (schedule, ema_decay, grad_clip, no_decay_norm_bias, labeled_sampling): see
-    Recipe."""
+    Recipe. augment: the views a network trains on (conf/strategy/augment/; none when
+    None): every labeled batch is a weak view, semi-supervised methods add their own."""
 
     module_class: type[LabelModule] = LabelModule
 
@@ -449,6 +464,7 @@ class LightningStrategy(Strategy):
         no_decay_norm_bias: bool = False,
         labeled_sampling: str = "epochs",
         selection: str = "best_val",
+        augment: Augment | None = None,
     ) -> None:
         if (max_steps is None) == (max_epochs is None):
             raise ConfigError(
@@ -478,6 +494,12 @@ class LightningStrategy(Strategy):
             raise ConfigError(f"selection={selection!r} is not one of {', '.join(SELECTIONS)}")
         if not isinstance(no_decay_norm_bias, bool):
             raise ConfigError(f"no_decay_norm_bias={no_decay_norm_bias!r} must be true or false")
+        if augment is not None and not isinstance(augment, Augment):
+            raise ConfigError(
+                f"augment={augment!r} must be an augmentation (strategy/augment=by_modality,"
+                " image, vector or none)"
+            )
+        self.augment = augment if augment is not None else NO_AUGMENT
         self.optimizer = optimizer
         self.max_steps, self.max_epochs = max_steps, max_epochs
         self.batch_size, self.eval_every = batch_size, eval_every
@@ -508,6 +530,9 @@ class LightningStrategy(Strategy):
 
     def check(self, pool: LabelPool, task: TaskView) -> None:
         super().check(pool, task)
+        # Image augmentations on vectors and the like: refused before training. (The model
+        # is not known here: by_modality's choice for it is bound in train.)
+        self.augment.bind(task)
         if len(pool.val_indices) == 0:
             if self.selection == "best_val":
                 raise ConfigError(
@@ -582,6 +607,7 @@ class LightningStrategy(Strategy):
             seed=seed,
             monitor=self.monitor,
             recipe=self.recipe,
+            augment=self.augment.bind(task, takes_images(model)),
             **self.module_kwargs(),
         )
         has_val = len(data["val_idx"]) > 0

@@ -53,7 +53,7 @@ class ProdenModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         pick, x, candidates = self.next_labeled_at()
-        log_p = F.log_softmax(self.net(x).float(), dim=1)
+        log_p = F.log_softmax(self.net(self.weak(x)).float(), dim=1)
         loss = -(self.confidence[pick] * log_p).sum(dim=1).mean()
         # The update uses this step's (pre-step) predictions, as the authors' code does.
         # Under DDP each process updates the rows of its own share of the batch only.
@@ -66,7 +66,7 @@ class ComplementaryModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         x, candidates = self.next_labeled()
-        return complementary_loss(self.net(x), candidates)
+        return complementary_loss(self.net(self.weak(x)), candidates)
 
 
 class FromCandidates(LightningStrategy):

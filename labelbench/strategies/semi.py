@@ -21,8 +21,6 @@ from torch import Tensor
 from labelbench.config import check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
-from labelbench.models import takes_images
-from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
 
 UNLABELED_SEED_OFFSET = 0x5E41
@@ -57,16 +55,10 @@ class SemiSupervisedModule(LabelModule):
     """LabelModule with an unlabeled stream and augmented views."""
 
     def __init__(
-        self,
-        *args: Any,
-        augment: Augment,
-        mu: int,
-        unlabeled_weight: float,
-        num_classes: int,
-        **kwargs: Any,
+        self, *args: Any, mu: int, unlabeled_weight: float, num_classes: int, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.augment, self.mu, self.unlabeled_weight = augment, mu, unlabeled_weight
+        self.mu, self.unlabeled_weight = mu, unlabeled_weight
         self.num_classes = num_classes
 
     @property
@@ -90,9 +82,6 @@ class SemiSupervisedModule(LabelModule):
         pick = next(stream)
         return pick, self.data["x"][self.data["unlabeled_idx"][pick]]
 
-    def weak(self, x: Tensor) -> Tensor:
-        return self.augment.weak(x, self.generator)
-
     def labeled_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy of the student on a weak view of labeled items: the whole loss
         when there is nothing unlabeled to learn from (yet)."""
@@ -103,15 +92,11 @@ class SemiSupervisedModule(LabelModule):
         statistic over all of them, as in FixMatch), split back per batch."""
         return self.net(torch.cat(batches)).split([len(b) for b in batches])
 
-    def strong(self, x: Tensor) -> Tensor:
-        return self.augment.strong(x, self.generator)
-
 
 class SemiSupervised(LightningStrategy):
     """Base of strategies that learn from the revealed items and the unlabeled pool.
 
-    augment: weak/strong views (conf/strategy/augment/). mu: unlabeled items per labeled
-    item in a step. unlabeled_weight: weight of the unlabeled loss. include_labeled: the
+    mu: unlabeled items per labeled item in a step. unlabeled_weight: weight of the unlabeled loss. include_labeled: the
     unlabeled set also holds the revealed items (their labels unused there). Other
     arguments as LightningStrategy."""
 
@@ -120,25 +105,16 @@ class SemiSupervised(LightningStrategy):
     def __init__(
         self,
         *args: Any,
-        augment: Augment | None = None,
         mu: int = 7,
         unlabeled_weight: float = 1.0,
         include_labeled: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.augment = augment if augment is not None else Identity()
         self.mu = check_int("mu", mu, least=1, unit="unlabeled items per labeled one")
         self.unlabeled_weight = check_number("unlabeled_weight", unlabeled_weight)
         self.include_labeled = bool(include_labeled)
-        self._bound: Augment | None = None  # the augmentation fitted to the task being fit
         self._num_classes = 0
-
-    def check(self, pool: LabelPool, task: TaskView) -> None:
-        super().check(pool, task)
-        # Image augmentations on vectors and the like: refused before training. (The model
-        # is not known here: by_modality's choice for it is bound in fit.)
-        self.augment.bind(task)
 
     def unlabeled_indices(self, pool: LabelPool) -> np.ndarray:
         """Dataset indices of the unlabeled set."""
@@ -152,17 +128,13 @@ class SemiSupervised(LightningStrategy):
         return data
 
     def fit(self, pool, task, model, trainer, *, seed, checkpoint=None):
-        self._bound = self.augment.bind(task, takes_images(model))
         self._num_classes = task.num_classes
         predictor = super().fit(pool, task, model, trainer, seed=seed, checkpoint=checkpoint)
         predictor.fit_info["unlabeled"] = float(len(self.unlabeled_indices(pool)))
         return predictor
 
     def module_kwargs(self) -> dict[str, Any]:
-        if self._bound is None:
-            raise RuntimeError("module_kwargs() before fit(): the augmentation is not bound")
         return {
-            "augment": self._bound,
             "mu": self.mu,
             "unlabeled_weight": self.unlabeled_weight,
             "num_classes": self._num_classes,
@@ -177,7 +149,8 @@ class SoftTargetModule(LabelModule):
     def training_loss(self) -> Tensor:
         pick = next(self.labeled)
         x = self.data["x"][self.data["train_idx"][pick]]
-        loss = F.cross_entropy(self.net(x), self.data["train_y"][pick], reduction="none")
+        logits = self.net(self.weak(x))
+        loss = F.cross_entropy(logits, self.data["train_y"][pick], reduction="none")
         weight = self.data["train_w"][pick]
         return (loss * weight).sum() / weight.sum().clamp_min(1e-8)
 

@@ -19,7 +19,7 @@ class SupervisedModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         x, y = self.next_labeled()
-        return self.loss(self.net(x), y)
+        return self.loss(self.net(self.weak(x)), y)
 
 
 class Supervised(LightningStrategy):

@@ -41,7 +41,9 @@ from torch import Tensor
 
 from benchlib import figure
 from labelbench.labels.reveal import Labeler, shape
+from labelbench.models import takes_images
 from labelbench.run import build, compose, run_key
+from labelbench.strategies.augment import Augment
 from labelbench.strategies.base import Checkpointing
 from labelbench.strategies.lightning import (
     AUGMENT_SEED_OFFSET,
@@ -105,8 +107,11 @@ class Plain:
     streams and augmentation generator (drawn exactly as the Lightning module draws them),
     the optimizer's parameters, and the step count."""
 
-    def __init__(self, strategy, net, data: dict[str, Tensor], seed: int, kw: dict) -> None:
+    def __init__(
+        self, strategy, net, data: dict[str, Tensor], seed: int, kw: dict, augment: Augment
+    ) -> None:
         self.net, self.data, self.kw, self.steps_done = net, data, kw, 0
+        self.augment = augment
         self.max_steps = strategy.steps_for(len(data["train_idx"]))
         self.params = list(net.parameters())
         # The recipe's EMA of the weights (mean teacher's teacher): validated and predicts.
@@ -137,10 +142,10 @@ class Plain:
         return pick, self.data["x"][self.data["unlabeled_idx"][pick]]
 
     def weak(self, x: Tensor) -> Tensor:
-        return self.kw["augment"].weak(x, self.generator)
+        return self.augment.weak(x, self.generator)
 
     def strong(self, x: Tensor) -> Tensor:
-        return self.kw["augment"].strong(x, self.generator)
+        return self.augment.strong(x, self.generator)
 
 
 Step = Callable[[], Tensor]  # one optimizer step's loss
@@ -151,7 +156,7 @@ def supervised_step(p: Plain) -> Step:
 
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
-        return loss(p.net(x), y)
+        return loss(p.net(p.weak(x)), y)
 
     return step
 
@@ -160,7 +165,7 @@ def soft_target_step(p: Plain) -> Step:
     def step() -> Tensor:
         pick, x, target = p.labeled_batch()
         w = p.data["train_w"][pick]
-        return (F.cross_entropy(p.net(x), target, reduction="none") * w).sum() / w.sum()
+        return (F.cross_entropy(p.net(p.weak(x)), target, reduction="none") * w).sum() / w.sum()
 
     return step
 
@@ -170,7 +175,7 @@ def distill_step(p: Plain) -> Step:
 
     def step() -> Tensor:
         pick, x, soft = p.labeled_batch()
-        logits = p.net(x)
+        logits = p.net(p.weak(x))
         kl = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="none").sum(dim=1)
         hard = p.data["train_hard"][pick]
         hard_part = (hard >= 0).float() * loss.per_item(logits, hard.clamp_min(0))
@@ -186,6 +191,7 @@ def coteaching_step(p: Plain) -> Step:
 
     def step() -> Tensor:
         _, x, y = p.labeled_batch()
+        x = p.weak(x)
         a, b = p.net(x), peer(x)
         rate = p.kw["forget_rate"] * linear_rampup(p.steps_done, p.kw["ramp_steps"])
         keep = max(1, math.ceil((1.0 - rate) * len(y)))
@@ -203,7 +209,7 @@ def elr_step(p: Plain) -> Step:
 
     def step() -> Tensor:
         pick, x, y = p.labeled_batch()
-        logits = p.net(x)
+        logits = p.net(p.weak(x))
         probs = logits.softmax(dim=1).clamp(1e-4, 1 - 1e-4)
         with torch.no_grad():
             q = probs.detach()
@@ -220,7 +226,7 @@ def proden_step(p: Plain) -> Step:
 
     def step() -> Tensor:
         pick, x, cand = p.labeled_batch()
-        log_p = F.log_softmax(p.net(x), dim=1)
+        log_p = F.log_softmax(p.net(p.weak(x)), dim=1)
         loss = -(weights[pick] * log_p).sum(dim=1).mean()
         w = (log_p.detach().exp() + TINY) * cand
         weights[pick] = w / w.sum(dim=1, keepdim=True)
@@ -232,7 +238,7 @@ def proden_step(p: Plain) -> Step:
 def complementary_step(p: Plain) -> Step:
     def step() -> Tensor:
         _, x, cand = p.labeled_batch()
-        return complementary_loss(p.net(x), cand)
+        return complementary_loss(p.net(p.weak(x)), cand)
 
     return step
 
@@ -340,7 +346,7 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     pl.seed_everything(seed, workers=False, verbose=False)  # as LightningStrategy.train
     net = model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
     kw = {**self.module_kwargs(), **getattr(made, "keywords", {})}
-    p = Plain(self, net, data, seed, kw)
+    p = Plain(self, net, data, seed, kw, self.augment.bind(task, takes_images(model)))
     step = STEPS[cls.__name__](p)
     optimizer = plain_optimizer(self, p.params)
     schedule = self.recipe.schedule

@@ -29,6 +29,7 @@ class MixupModule(LabelModule):
 
     def training_loss(self) -> Tensor:
         x, y = self.next_labeled()
+        x = self.weak(x)  # the strategy's weak view (strategy/augment=; none: the inputs)
         # lambda from torch's RNG and the pairing from the module's augmentation generator:
         # both are saved in checkpoints, so a resumed fit mixes exactly as an unbroken one.
         lam = float(self.mixing.sample())
