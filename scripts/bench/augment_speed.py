@@ -14,10 +14,10 @@ uniform in [0, 0.5] x width filled with (125, 123, 114), then ToTensor: the imag
 float (B, C, H, W) batch in [0, 1], what a worker hands over.
 
 `--step` also times one whole FixMatch step of wrn28_2 (conf/model/wrn28_2.yaml) on each
-device: the views it needs (the weak view of 64 = 448 / mu labeled images, the weak and the strong view
-of the 448 unlabeled ones), then one forward of the three batches together (as USB
-concatenates them), cross-entropy on the labeled part, FixMatch's masked pseudo-label loss,
-backward and an SGD step; it prints the views' share of the step.
+device: the views it needs (the weak view of 64 = 448 / mu labeled images, the weak and the
+strong view of the 448 unlabeled ones), then one forward of the three batches together (as
+USB concatenates them), cross-entropy on the labeled part, FixMatch's masked pseudo-label
+loss, backward and an SGD step; it prints the views' share of the step.
 
 Targets (CUDA only): ours >= 20x the PIL pipeline's images/s per core, and the views <= 15%
 of a wrn28_2 FixMatch step. The JSON figures (--json, for scripts/bench/all.py) are
