@@ -26,8 +26,11 @@ demo: $(STAMP) ## run the demo suite (digits, clean, 20/50/100/full labels, 3 se
 	$(BIN)/labelbench leaderboard $(RESULTS) --filter dataset=digits regime=clean
 	$(BIN)/labelbench dashboard $(RESULTS) --filter dataset=digits regime=clean --out $(RESULTS)/dashboard.html
 
-test: $(STAMP) ## run the test suite (fast; `-m slow` for the long ones)
-	$(BIN)/pytest -q
+# pytest-xdist worker processes for `make test` (0: one process, no workers).
+TEST_WORKERS ?= 2
+
+test: $(STAMP) ## run the test suite in TEST_WORKERS processes (fast; `-m slow` for the long ones)
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP) ## speed: fit overhead vs a plain loop, the demo, the aggregator on 100k records, --help (~15 min)
 	$(BIN)/python scripts/bench/all.py
