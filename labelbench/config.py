@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -284,8 +285,6 @@ DATA_KEYS = {"path": "stem", "name": "id"}
 def _data_named(option: str, node: DictConfig) -> list[str]:
     """['wine'] for `dataset=files dataset.path=data/wine.csv`, ['fancyzhx/ag_news'] for
     `dataset=hub dataset.name=fancyzhx/ag_news`; [] for an option that names its own data."""
-    from pathlib import Path
-
     own = _option_yaml("dataset", option)
     if own is None:
         return []
@@ -311,11 +310,10 @@ def _option_yaml(group: str, stem: str) -> DictConfig | None:
     return None
 
 
-def _config_folders() -> list[Any]:
+def _config_folders() -> list[Path]:
     """The config folders on disk, in Hydra's lookup order: the running job's file:// and
     pkg:// sources (none outside a Hydra app), then labelbench's own conf/."""
     from importlib.resources import files
-    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 

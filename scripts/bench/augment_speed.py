@@ -50,6 +50,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from benchlib import ROOT, figure
 from labelbench.data.task import TaskView
+from labelbench.strategies.semi import confidence_mask, masked_cross_entropy
 
 YAML = ROOT / "conf" / "strategy" / "augment" / "image.yaml"
 SHAPE = (3, 32, 32)
@@ -170,10 +171,8 @@ def fixmatch_step(augment, device: str, n: int, repeats: int, sync) -> tuple[flo
         wl, wu, su = views()
         logits = model(torch.cat([wl, wu, su]))
         ll, lw, ls = logits[:labeled], logits[labeled : labeled + n], logits[labeled + n :]
-        probs = lw.detach().softmax(1)
-        conf, pseudo = probs.max(1)
-        unsup = (torch.nn.functional.cross_entropy(ls, pseudo, reduction="none")
-                 * (conf >= 0.95)).mean()  # fmt: skip
+        conf, pseudo = lw.detach().softmax(1).max(1)
+        unsup = masked_cross_entropy(ls, pseudo, confidence_mask(conf, 0.95))  # fixmatch.py's
         loss = torch.nn.functional.cross_entropy(ll, yl) + unsup
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -123,11 +123,12 @@ def fit_growth(old: dict, now: dict) -> tuple[str, bool, str]:
     both = sorted(set(old) & set(now))
     if not both:
         raise SystemExit("quality_views: --now and --baseline share no ssl_digits cell")
-    before = sum(median_fit(old[k]) for k in both)
-    after = sum(median_fit(now[k]) for k in both)
+    fits = {k: (median_fit(old[k]), median_fit(now[k])) for k in both}  # reads each record once
+    before = sum(b for b, _ in fits.values())
+    after = sum(a for _, a in fits.values())
     growth = after / before
-    worst = max(both, key=lambda k: median_fit(now[k]) / median_fit(old[k]))
-    most = median_fit(now[worst]) / median_fit(old[worst]) - 1
+    worst = max(both, key=lambda k: fits[k][1] / fits[k][0])
+    most = fits[worst][1] / fits[worst][0] - 1
     return (f"ssl_digits fit time (sum of cell medians, {len(both)} cells) grows <= "
             f"{FIT_GROWTH - 1:.0%}", growth <= FIT_GROWTH,
             f"{after:.0f} s vs {before:.0f} s ({growth - 1:+.0%}); most: "
