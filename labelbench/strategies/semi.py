@@ -38,6 +38,35 @@ def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tenso
     return (F.cross_entropy(logits, targets, reduction="none") * mask).mean()
 
 
+def sharpen(probs: Tensor, temperature: float) -> Tensor:
+    """p_k^(1/T) / sum_j p_j^(1/T) per row (MixMatch's Sharpen; UDA's and DivideMix's
+    temperature): T < 1 moves each row towards its arg-max, T = 1 leaves it as it is."""
+    powered = probs ** (1.0 / temperature)
+    return powered / powered.sum(dim=1, keepdim=True)
+
+
+def mixup(
+    x: Tensor, targets: Tensor, alpha: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """MixMatch's MixUp (Berthelot et al. 2019, eq. 8-11): one lambda ~ Beta(alpha, alpha)
+    for the batch, lambda' = max(lambda, 1 - lambda) so each mixed item stays closer to its
+    own row, mixed with a random permutation of the rows. `targets` are rows of class
+    probabilities. Both draws come from `generator` (checkpointed with the module), so a
+    resumed fit mixes the same pairs with the same weights. Returns (mixed x, mixed
+    targets)."""
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    lam = max(lam, 1.0 - lam)
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    return lam * x + (1 - lam) * x[order], lam * targets + (1 - lam) * targets[order]
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """-sum_k t_k log softmax(logits)_k, averaged over rows: cross-entropy against rows of
+    class probabilities (the labeled term of MixMatch and DivideMix)."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
 def linear_rampup(step: int, length: int) -> float:
     """0 -> 1 linearly over `length` steps (1 at once when length is 0)."""
     return 1.0 if length <= 0 else min(1.0, step / length)
