@@ -17,6 +17,8 @@ from labelbench.config import ConfigError
 from labelbench.strategies.query import (
     NEEDS,
     Badge,
+    Bald,
+    BatchBald,
     ColdStart,
     Coreset,
     Entropy,
@@ -25,11 +27,13 @@ from labelbench.strategies.query import (
     Query,
     Random,
     Scores,
+    TypiClust,
     gradient_embedding,
 )
 
 QUERY_DIR = Path(__file__).resolve().parent.parent / "conf" / "strategy" / "query"
-ALL = [Random(), Entropy(), Margin(), LeastConfidence(), Coreset(), Badge(), ColdStart(k=3)]
+ALL = [Random(), Entropy(), Margin(), LeastConfidence(), Coreset(), Badge(), ColdStart(k=3),
+       TypiClust(k=3), Bald(), BatchBald()]  # fmt: skip
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -41,10 +45,13 @@ def _scores(m: int = 30, k: int = 4, d: int = 5, labeled: int = 3, seed: int = 0
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(m, k)) * 2
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    embedding, labeled_embedding = rng.normal(size=(m, d)), rng.normal(size=(labeled, d))
+    mc = np.exp(logits[:, None] + rng.normal(size=(m, 5, k)))  # 5 MC dropout passes
     return Scores(
         proba=proba,
-        embedding=rng.normal(size=(m, d)),
-        labeled_embedding=rng.normal(size=(labeled, d)),
+        embedding=embedding,
+        labeled_embedding=labeled_embedding,
+        mc_proba=mc / mc.sum(axis=2, keepdims=True),
     )
 
 

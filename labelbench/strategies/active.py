@@ -11,6 +11,7 @@ same record as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable
@@ -26,9 +27,12 @@ from labelbench.labels.reveal import Labeler
 from labelbench.results.atomic import atomic_write
 from labelbench.strategies.base import Checkpointing, Predictor, Strategy
 from labelbench.strategies.lightning import LightningStrategy, sub_checkpoint
-from labelbench.strategies.query import ColdStart, Query, Scores
+from labelbench.strategies.query import ColdStart, Query, Scores, TypiClust
 
 QUERY_STREAM = 0xAC7  # the query generator: seeded by (seed, this), apart from training
+# MC dropout masks: seeded by (seed, this, round), apart from the query generator, so a
+# resumed run draws the masks of the round it resumes in.
+MC_STREAM = 0xBA1D
 STATE_FILE = "rounds.json"
 INITIAL_PICKS = ("reveal_order", "cold_start")
 
@@ -90,6 +94,9 @@ class Active(Strategy):
         self.order_from = order_from
         self.rounds = None if rounds is None else check_int("rounds", rounds, least=1)
         self.accepts = inner.accepts
+        self._shapes: tuple[tuple[int, ...], int] | None = (
+            None  # (input shape, classes), from check
+        )
 
     # -- checks before any training -------------------------------------------------------
     def check(self, pool: LabelPool, task: TaskView) -> None:
@@ -105,23 +112,39 @@ class Active(Strategy):
             self.proxy.check(pool, task)
         if self.order_from is not None:
             self._recorded_order(task)
+        self._shapes = (tuple(task.input_shape), task.num_classes)  # for check_model
 
     def check_model(self, model: Any) -> None:
         from labelbench.models import embeds, network_class
+        from labelbench.strategies.lightning import NetPredictor
 
-        if "embedding" in self.query.needs:
-            scorer = self.proxy if self.proxy is not None else self.inner
-            if not embeds(model) or not _trains_network(scorer):
-                name = type(self.query).__name__
-                what = (
-                    f"model {network_class(model).__name__} exposes none"
-                    if not embeds(model)
-                    else f"{type(scorer).__name__} trains no network"
-                )
+        name = type(self.query).__name__
+        scorer = self.proxy if self.proxy is not None else self.inner
+        network_features = "embedding" in self.query.needs and self.query.features == "network"
+        if network_features and (not embeds(model) or not _trains_network(scorer)):
+            what = (
+                f"model {network_class(model).__name__} exposes none"
+                if not embeds(model)
+                else f"{type(scorer).__name__} trains no network"
+            )
+            raise ConfigError(
+                f"query {name} needs embeddings but {what}; use a query on"
+                " probabilities (margin, entropy, least_confidence, random) or a network model"
+            )
+        if "mc_proba" in self.query.needs:
+            if not _trains_network(scorer):
                 raise ConfigError(
-                    f"query {name} needs embeddings but {what}; use a query on"
-                    " probabilities (margin, entropy, least_confidence, random) or a network model"
+                    f"query {name} needs MC dropout passes but {type(scorer).__name__} trains no"
+                    " network; use a network strategy, e.g. supervised, with a model with dropout"
                 )
+            if self._shapes is not None:  # check has run: build the network to look inside
+                net = model(in_shape=self._shapes[0], num_classes=self._shapes[1])
+                if not NetPredictor.dropout_layers(net):
+                    raise ConfigError(
+                        f"query {name} needs a model with dropout (MC dropout) but"
+                        f" {type(net).__name__} has none; use e.g. model=mlp model.dropout=0.3"
+                        " (model.dropout: mlp, cnn_small, cnn1d, wrn28_2, wrn28_8)"
+                    )
 
     # -- the rounds ---------------------------------------------------------------------
     def fit(self, pool, task, model, trainer, *, seed, checkpoint=None) -> Predictor:
@@ -175,9 +198,13 @@ class Active(Strategy):
                         pool, task, model, trainer, seed=seed,
                         checkpoint=sub_checkpoint(checkpoint, f"proxy{r}"),
                     )  # fmt: skip
-                picks = pool.unlabeled[
-                    self.query.select(n, pool.unlabeled, self._scores(scorer, pool, task), rng)
-                ]
+                scores = self._scores(scorer, pool, task)
+                if "mc_proba" in self.query.needs:
+                    mc_seed = int(np.random.default_rng([seed, MC_STREAM, r]).integers(2**63))
+                    scores = dataclasses.replace(
+                        scores, mc_proba=self._mc_proba(scorer, pool, task, mc_seed)
+                    )
+                picks = pool.unlabeled[self.query.select(n, pool.unlabeled, scores, rng)]
             labeler.buy(picks)
             _save_state(checkpoint, {"round": r + 1, "bought": labeler.bought.tolist(),
                                      "rng": rng.bit_generator.state})  # fmt: skip
@@ -190,25 +217,48 @@ class Active(Strategy):
             labeler.buy(order[: self.initial])
         elif self.initial_pick == "cold_start":
             # No model yet: TypiClust on the dataset's inputs, which are a frozen encoder's
-            # embeddings when the dataset has one, else raw features (see ColdStart). The
+            # embeddings when the dataset has one, else raw features (see TypiClust). The
             # query's settings when the query is TypiClust too, else its defaults.
             candidates = task.pool
-            flat = np.asarray(task.x[candidates], dtype=np.float64).reshape(len(candidates), -1)
-            cold = self.query if isinstance(self.query, ColdStart) else ColdStart()
-            picks = cold.select(self.initial, candidates, Scores(embedding=flat), rng)
+            cold = self.query if isinstance(self.query, TypiClust) else ColdStart()
+            picks = cold.select(
+                self.initial, candidates, Scores(embedding=_flat(task, candidates)), rng
+            )
             labeler.buy(candidates[picks])
         else:
             labeler.buy_first(self.initial)
 
     def _scores(self, predictor: Predictor, pool: LabelPool, task: TaskView) -> Scores:
-        """Only what the query needs: probabilities and/or embeddings of the candidates."""
+        """Only what the query needs: probabilities and/or embeddings of the candidates (the
+        network's, or the inputs where the query's `features` say so). MC dropout passes
+        come from `_mc_proba`."""
         needs = self.query.needs
         x = task.x
+
+        def embed(idx: np.ndarray) -> np.ndarray | None:
+            if "embedding" not in needs:
+                return None
+            if self.query.features == "inputs":
+                return _flat(task, idx)
+            return predictor.embed(x[idx])
+
         return Scores(
             proba=predictor.predict_proba(x[pool.unlabeled]) if "proba" in needs else None,
-            embedding=predictor.embed(x[pool.unlabeled]) if "embedding" in needs else None,
-            labeled_embedding=predictor.embed(x[pool.indices]) if "embedding" in needs else None,
+            embedding=embed(pool.unlabeled),
+            labeled_embedding=embed(pool.indices),
         )
+
+    def _mc_proba(
+        self, predictor: Predictor, pool: LabelPool, task: TaskView, seed: int
+    ) -> np.ndarray:
+        """The query's MC dropout passes over the candidates (NetPredictor.mc_proba)."""
+        mc_proba = getattr(predictor, "mc_proba", None)
+        if mc_proba is None:
+            raise TypeError(
+                f"query {type(self.query).__name__} needs MC dropout passes but"
+                f" {type(predictor).__name__} draws none"
+            )
+        return mc_proba(task.x[pool.unlabeled], self.query.samples, seed)
 
     def _recorded_order(self, task: TaskView) -> np.ndarray:
         """The label order of the record at `order_from` (its revealed indices, in the
@@ -229,6 +279,12 @@ class Active(Strategy):
                 " this pool (another dataset, split_seed or regime?)"
             )
         return order
+
+
+def _flat(task: TaskView, idx: np.ndarray) -> np.ndarray:
+    """The inputs of items `idx`, one flat float64 row each (a frozen encoder's embeddings
+    where the dataset has one, else raw features)."""
+    return np.asarray(task.x[idx], dtype=np.float64).reshape(len(idx), -1)
 
 
 def _trains_network(strategy: Strategy) -> bool:

@@ -420,6 +420,44 @@ class NetPredictor:
             raise TypeError(f"{type(self.net).__name__} exposes no embed(x)")
         return self._batched(embed, x).double().numpy()
 
+    @staticmethod
+    def dropout_layers(net: nn.Module) -> list[nn.Module]:
+        """The dropout layers of `net` that drop anything (p > 0): what `mc_proba` samples."""
+        kinds = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+        return [m for m in net.modules() if isinstance(m, kinds) and m.p > 0]
+
+    def mc_proba(self, x: np.ndarray, samples: int, seed: int) -> np.ndarray:
+        """(len(x), samples, classes) class probabilities of `samples` stochastic forward
+        passes (MC dropout, Gal & Ghahramani 2016): every dropout layer drops, the rest
+        (batch-norm ...) stays in eval mode. Each pass draws one mask per layer and applies
+        it to every row of x (consistent MC dropout, as BatchBALD's reference
+        BlackHC/batchbald_redux consistent_mc_dropout.py), so a pass is one draw of the
+        network for all rows; Dropout1d/2d/3d drop whole channels. Masks come from a
+        torch.Generator seeded with `seed`, apart from the global RNG: the same seed gives
+        the same array. Without dropout layers every pass is `predict_proba`."""
+        generator = torch.Generator().manual_seed(seed)
+        masks: dict[nn.Module, Tensor] = {}
+
+        def drop(layer: nn.Module, inputs: Any, out: Tensor) -> Tensor:
+            if layer not in masks:  # drawn at the pass's first batch, kept for its others
+                shape = tuple(out.shape[1:])
+                if not isinstance(layer, nn.Dropout):
+                    shape = shape[:1] + (1,) * (len(shape) - 1)
+                keep = torch.bernoulli(torch.full(shape, 1.0 - layer.p), generator=generator)
+                masks[layer] = (keep / (1.0 - layer.p)).to(out.device, out.dtype)
+            return out * masks[layer]  # the layer itself is in eval mode: out is its input
+
+        hooks = [layer.register_forward_hook(drop) for layer in self.dropout_layers(self.net)]
+        try:
+            passes = []
+            for _ in range(samples):
+                masks.clear()
+                passes.append(torch.softmax(self.logits(x), 1))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.stack(passes, 1).double().numpy()
+
     @torch.no_grad()
     def _batched(self, fn, x: np.ndarray) -> Tensor:
         device = next(self.net.parameters()).device

@@ -1,5 +1,5 @@
 """Active-learning query strategies: which unlabeled pool items to label next
-(conf/strategy/query/). Plain numpy (scikit-learn for ColdStart's clustering), no torch:
+(conf/strategy/query/). Plain numpy (scikit-learn for TypiClust's clustering), no torch:
 the active-learning loop computes the model's outputs on the candidates and hands them
 over as arrays in a `Scores`.
 
@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import entr
 
-from labelbench.config import check_int
+from labelbench.config import ConfigError, check_int
 
-NEEDS = ("proba", "embedding")
+NEEDS = ("proba", "embedding", "mc_proba")
+# Where the loop takes scores.embedding from: the scorer's network or the dataset's inputs.
+FEATURES = ("network", "inputs")
 # Rows of proba may sum to 1 only up to float32 softmax rounding.
 PROBA_ATOL = 1e-3
 # Distance blocks are at most this many floats (64 MiB in float64), whatever the pool size.
@@ -33,17 +35,23 @@ class Scores:
     embedding (candidates, d): features of the candidates, e.g. the network's penultimate
     layer (or the raw inputs where there is no model yet).
     labeled_embedding (revealed, d): the same features of the items already labeled, filled
-    along with `embedding`; None or no rows when nothing is labeled yet."""
+    along with `embedding`; None or no rows when nothing is labeled yet.
+    mc_proba (candidates, samples, classes): class probabilities of `samples` stochastic
+    forward passes (MC dropout), each pass one draw of the network for every candidate
+    (consistent MC dropout; see NetPredictor.mc_proba)."""
 
     proba: np.ndarray | None = None
     embedding: np.ndarray | None = None
     labeled_embedding: np.ndarray | None = None
+    mc_proba: np.ndarray | None = None
 
 
 class Query:
     """A query strategy: picks the next items to label from the unlabeled candidates."""
 
     needs: frozenset[str] = frozenset()  # the Scores arrays the loop must fill: NEEDS
+    features: str = "network"  # scores.embedding from the scorer's `embed`, or the `inputs`
+    samples: int = 0  # MC dropout passes the loop draws into scores.mc_proba, where needed
 
     def select(
         self, n: int, candidates: np.ndarray, scores: Scores, rng: np.random.Generator
@@ -74,7 +82,8 @@ class Query:
 
 
 def _check_scores(query: Query, scores: Scores, m: int) -> Scores:
-    """`scores` with the needed arrays as finite 2-D float arrays of m rows, or a ValueError."""
+    """`scores` with the needed arrays as finite float arrays of m rows (2-D; mc_proba 3-D),
+    or a ValueError."""
     name = type(query).__name__
     if not isinstance(scores, Scores):
         raise ValueError(f"{name} needs a Scores, got {type(scores).__name__}")
@@ -87,23 +96,25 @@ def _check_scores(query: Query, scores: Scores, m: int) -> Scores:
         if value is None:
             raise ValueError(f"{name} needs scores.{field} (one row per candidate), got None")
         value = np.asarray(value, dtype=np.float64)
-        if value.ndim != 2 or value.shape[0] != m or value.shape[1] < 1:
+        axes = "samples, classes" if field == "mc_proba" else "columns"
+        if value.ndim != axes.count(",") + 2 or value.shape[0] != m or min(value.shape[1:]) < 1:
             raise ValueError(
-                f"scores.{field} must be ({m} candidates, columns), got shape {value.shape}"
+                f"scores.{field} must be ({m} candidates, {axes}), got shape {value.shape}"
             )
         if not np.isfinite(value).all():
             raise ValueError(f"scores.{field} has non-finite values")
         arrays[field] = value
-    proba = arrays["proba"]
-    if proba is not None and (
-        proba.shape[1] < 2
-        or proba.min() < 0
-        or not np.allclose(proba.sum(axis=1), 1.0, rtol=0, atol=PROBA_ATOL)
-    ):
-        raise ValueError(
-            "scores.proba must be class probabilities: at least 2 columns, non-negative, "
-            "rows summing to 1 (apply softmax to logits)"
-        )
+    for field in ("proba", "mc_proba"):
+        proba = arrays[field]
+        if proba is not None and (
+            proba.shape[-1] < 2
+            or proba.min() < 0
+            or not np.allclose(proba.sum(axis=-1), 1.0, rtol=0, atol=PROBA_ATOL)
+        ):
+            raise ValueError(
+                f"scores.{field} must be class probabilities: at least 2 columns (classes),"
+                " non-negative, summing to 1 over the classes (apply softmax to logits)"
+            )
     labeled = None
     if "embedding" in query.needs and scores.labeled_embedding is not None:
         labeled = np.asarray(scores.labeled_embedding, dtype=np.float64)
@@ -116,7 +127,12 @@ def _check_scores(query: Query, scores: Scores, m: int) -> Scores:
             )
         elif not np.isfinite(labeled).all():
             raise ValueError("scores.labeled_embedding has non-finite values")
-    return Scores(proba=proba, embedding=arrays["embedding"], labeled_embedding=labeled)
+    return Scores(
+        proba=arrays["proba"],
+        embedding=arrays["embedding"],
+        labeled_embedding=labeled,
+        mc_proba=arrays["mc_proba"],
+    )
 
 
 def _top(score: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -251,10 +267,10 @@ class Badge(Query):
         return np.asarray(picked)
 
 
-class ColdStart(Query):
+class TypiClust(Query):
     """TypiClust (Hacohen, Dekel & Weinshall 2022, "Active Learning on a Budget: Opposite
     Strategies Suit High and Low Budgets"), following its reference code
-    (avihu111/TypiClust, deep-al/pycls/al/typiclust.py):
+    (avihu111/TypiClust, deep-al/pycls/al/typiclust.py), every round:
 
     - k-means (seeded) splits the labeled items and the candidates together into
       (labeled + n) clusters, at most `max_clusters` (the reference's MAX_NUM_CLUSTERS, 500);
@@ -275,22 +291,31 @@ class ColdStart(Query):
     earlier picks), the turns go on over the remaining clusters, small ones after the
     others, so n distinct items always come back.
 
-    Features: whatever the loop puts in `scores.embedding` / `labeled_embedding`. In an
-    active-learning round (strategy/query=cold_start) those are the trained network's
-    penultimate features (`embed`); for the first pick (initial_pick: cold_start), before any
-    model exists, the dataset's inputs `TaskData.x`, flattened: a frozen encoder's
-    embeddings when the dataset has one (dataset/encoder=...), else the raw features
-    (pixels, for digits). TypiClust itself clusters self-supervised (SimCLR) features, which
-    labelbench does not train: on raw pixels the clusters are weaker than the paper's."""
+    Features (`features`): `inputs`, as the reference, which clusters the same fixed
+    self-supervised (SimCLR) features every round and never the classifier's: here the
+    dataset's inputs, flattened, i.e. a frozen encoder's embeddings where the dataset has one
+    (dataset/encoder=...), else raw features (pixels for digits), on which clusters are weaker
+    than the paper's; no network is needed. `network`: the penultimate features (`embed`) of
+    the model trained this round. The first pick (initial_pick: cold_start), before any model
+    exists, always uses the inputs."""
 
     needs = frozenset({"embedding"})
 
-    def __init__(self, k: int = 20, min_cluster_size: int = 6, max_clusters: int = 500) -> None:
+    def __init__(
+        self,
+        k: int = 20,
+        min_cluster_size: int = 6,
+        max_clusters: int = 500,
+        features: str = "inputs",
+    ) -> None:
         self.k = check_int("k", k, least=1, unit="nearest neighbours for typicality")
         self.min_cluster_size = check_int(
             "min_cluster_size", min_cluster_size, least=1, unit="items in a cluster"
         )
         self.max_clusters = check_int("max_clusters", max_clusters, least=1)
+        if features not in FEATURES:
+            raise ConfigError(f"features={features!r} is not one of {', '.join(FEATURES)}")
+        self.features = features
 
     def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
         x = scores.embedding
@@ -332,6 +357,137 @@ class ColdStart(Query):
             return np.ones(len(x))
         dist, _ = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()  # each row's others
         return 1.0 / (dist.mean(axis=1) + 1e-5)
+
+
+class ColdStart(TypiClust):
+    """TypiClust with `features: network` by default: the trained network's features in
+    every round (the inputs only for the first pick, initial_pick: cold_start). `typiclust`
+    is the same query on the inputs every round, as the reference."""
+
+    def __init__(
+        self,
+        k: int = 20,
+        min_cluster_size: int = 6,
+        max_clusters: int = 500,
+        features: str = "network",
+    ) -> None:
+        super().__init__(k, min_cluster_size, max_clusters, features)
+
+
+def bald(mc_proba: np.ndarray) -> np.ndarray:
+    """(candidates,) BALD (Houlsby et al. 2011, "Bayesian Active Learning for Classification
+    and Preference Learning"): the mutual information between a candidate's label and the
+    weights, H[mean_t p_t] - mean_t H[p_t] over the T rows p_t of mc_proba (candidates, T,
+    classes), in nats: high where the passes disagree, low where they agree, however
+    unsure each one is."""
+    return entr(mc_proba.mean(axis=1)).sum(axis=1) - entr(mc_proba).sum(axis=2).mean(axis=1)
+
+
+class Bald(Query):
+    """BALD with MC dropout (Gal, Islam & Ghahramani 2017, "Deep Bayesian Active Learning
+    with Image Data"): the `samples` stochastic forward passes of the loop (consistent MC
+    dropout, NetPredictor.mc_proba) estimate `bald` for every candidate; the highest n,
+    equal scores in a seeded random order. The reference code scores a random subset of
+    2000 pool items per round for speed; every candidate is scored here."""
+
+    needs = frozenset({"mc_proba"})
+
+    def __init__(self, samples: int = 100) -> None:
+        self.samples = check_int("samples", samples, least=2, unit="MC dropout forward passes")
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        return _top(bald(scores.mc_proba), n, rng)
+
+
+class BatchBald(Query):
+    """BatchBALD (Kirsch, van Amersfoort & Gal 2019, "BatchBALD: Efficient and Diverse Batch
+    Acquisition for Deep Bayesian Active Learning"), as its reference code
+    (BlackHC/BatchBALD src/multi_bald.py; BlackHC/batchbald_redux batchbald.py): picks
+    greedily the candidate that most raises the mutual information between the joint labels
+    of the batch and the weights,
+    I(y_1..y_b; w) = H(y_1..y_b) - sum_i E_w H(y_i | w),
+    estimated on the `samples` MC-dropout passes (consistent: pass t is one draw of the
+    weights for every candidate). The first pick is BALD's. The joint entropy is exact
+    (every configuration of the picked labels) while classes^picked <= `joint_samples`,
+    else estimated from joint_samples // samples configurations drawn per pass (importance
+    sampling over the picked labels, the reference's estimator), redrawn at every pick from
+    the caller's `rng`. Equal scores go in a seeded random order."""
+
+    needs = frozenset({"mc_proba"})
+
+    def __init__(self, samples: int = 100, joint_samples: int = 40000) -> None:
+        self.samples = check_int("samples", samples, least=2, unit="MC dropout forward passes")
+        self.joint_samples = check_int(
+            "joint_samples", joint_samples, least=1, unit="label configurations"
+        )
+        if joint_samples < samples:
+            raise ConfigError(
+                f"joint_samples={joint_samples} must be at least samples={samples}"
+                " (one drawn configuration per MC dropout pass)"
+            )
+
+    def _select(self, n: int, m: int, scores: Scores, rng: np.random.Generator) -> np.ndarray:
+        order = rng.permutation(m)  # argmax takes the first maximum: a seeded tie-break
+        p = scores.mc_proba[order]  # (m, K, C)
+        _, k, c = p.shape
+        per_pass = max(1, self.joint_samples // k)
+        conditional = entr(p).sum(axis=2).mean(axis=1)  # E_w H(y_i | w), per candidate
+        score = bald(p)  # the first pick: the joint of one label is its marginal
+        joint = np.ones((1, k))  # P(configuration of the picked labels | w_t), exact
+        picked: list[int] = []
+        for t in range(n):
+            if t > 0:
+                if joint is not None and c**t <= per_pass * k:
+                    joint = (joint[:, None, :] * p[picked[-1]].T[None, :, :]).reshape(-1, k)
+                    entropy = _joint_entropy(joint, None, p)
+                else:
+                    joint = None  # the configurations outgrew the exact sum: sampled from now on
+                    drawn = _draw_configurations(p[picked], per_pass, rng)
+                    entropy = _joint_entropy(drawn, drawn.mean(axis=1), p)
+                score = entropy - conditional - conditional[picked].sum()
+            score[picked] = -np.inf
+            picked.append(int(np.argmax(score)))
+        return order[np.asarray(picked)]
+
+
+def _draw_configurations(p: np.ndarray, per_pass: int, rng: np.random.Generator) -> np.ndarray:
+    """(K * per_pass, K) Q[s, t] = P(y_picked = configuration s | w_t): per_pass label
+    configurations of the picked candidates drawn from each pass t' (labels independent
+    given the weights), each one's probability under every pass. p: (picked, K, C)."""
+    a, k, c = p.shape
+    cdf = np.cumsum(p, axis=2)
+    u = rng.random((a, k, per_pass))
+    labels = np.minimum((cdf[:, :, None, :] < u[..., None]).sum(axis=3), c - 1)  # (a, K', S)
+    # q[t, t', s] = prod_j p[j, t, labels[j, t', s]]: configuration (t', s) under pass t.
+    q = np.ones((k, k, per_pass))
+    for j in range(a):
+        q *= p[j][:, labels[j]]
+    return q.reshape(k, k * per_pass).T
+
+
+def _joint_entropy(
+    configurations: np.ndarray, weights: np.ndarray | None, p: np.ndarray
+) -> np.ndarray:
+    """(candidates,) H(y_picked, y_i) for every candidate i, in nats. configurations:
+    (M, K) P(configuration | w_t) of the picked labels. weights None: every configuration
+    (the exact sum); else the M configurations were drawn from P(configuration) = their
+    `weights` (mean over passes), and the sum is their importance-weighted mean."""
+    m, k = configurations.shape
+    n, _, c = p.shape
+    out = np.empty(n)
+    step = max(1, BLOCK // (m * c))
+    for start in range(0, n, step):
+        block = p[start : start + step]  # (b, K, C)
+        b = len(block)
+        # P(configuration, y_i = c) = mean_t P(configuration | w_t) p_t(c | x_i)
+        joint = (configurations @ block.transpose(1, 0, 2).reshape(k, b * c)) / k
+        nats = entr(joint.reshape(m, b, c))
+        if weights is None:
+            out[start : start + b] = nats.sum(axis=(0, 2))
+        else:
+            nats /= np.maximum(weights, np.finfo(float).tiny)[:, None, None]
+            out[start : start + b] = nats.sum(axis=(0, 2)) / m
+    return out
 
 
 def _kmeans(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
