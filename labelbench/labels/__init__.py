@@ -4,7 +4,8 @@ LabelPool that strategies learn from. The heart of the project."""
 from labelbench.labels.budget import Budget, Fraction, Full, PerClass, Total, reveal_order
 from labelbench.labels.crowd import Crowd
 from labelbench.labels.imbalance import LabelShift, LongTail
-from labelbench.labels.noise import PairFlip, Symmetric, Transition
+from labelbench.labels.label_file import LabelFile
+from labelbench.labels.noise import Asymmetric, Instance, PairFlip, Symmetric, Transition
 from labelbench.labels.partial import Complementary, Partial
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Clean, Regime, Stack
@@ -20,13 +21,16 @@ from labelbench.labels.weak import Weak
 
 __all__ = [
     "Annotations",
+    "Asymmetric",
     "Budget",
     "Clean",
     "Complementary",
     "Crowd",
     "Fraction",
     "Full",
+    "Instance",
     "LabelAccounting",
+    "LabelFile",
     "LabelPool",
     "LabelShift",
     "Labeler",

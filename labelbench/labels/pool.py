@@ -85,7 +85,9 @@ class LabelPool:
     the annotations are (see Observed): single `labels` for kind 'labels'; `votes` for
     'crowd' and 'weak'; `candidates` for 'partial' (then `labels` is all -1). Validation
     items always carry single labels (under crowd, weak and partial regimes a gold dev set,
-    as in WRENCH)."""
+    as in WRENCH); under a weak regime `val_votes` also holds the labeling functions' votes
+    on them, for LF analysis and model selection (None elsewhere: crowd annotators are
+    asked about pool items only)."""
 
     indices: np.ndarray  # revealed pool items, in reveal order
     labels: np.ndarray  # observed label of each revealed item (-1: the regime gives none)
@@ -96,16 +98,25 @@ class LabelPool:
     kind: str = "labels"
     votes: np.ndarray | None = None  # (revealed, sources): a class per source, -1 = no vote
     candidates: np.ndarray | None = None  # (revealed, num_classes) bool
+    val_votes: np.ndarray | None = None  # (validation items, sources), -1 = no vote
 
     def __post_init__(self) -> None:
         for name in ("indices", "labels", "unlabeled", "val_indices", "val_labels"):
             object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
-        object.__setattr__(self, "votes", _readonly(self.votes, np.int64))
+        for name in ("votes", "val_votes"):
+            object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
         object.__setattr__(self, "candidates", _readonly(self.candidates, bool))
         if len(self.indices) != len(self.labels):
             raise ValueError("one observed label per revealed index is required")
         if len(self.val_indices) != len(self.val_labels):
             raise ValueError("one observed label per validation index is required")
+        if self.val_votes is not None and (
+            self.votes is None
+            or self.val_votes.shape != (len(self.val_indices), self.votes.shape[1])
+        ):
+            raise ValueError(
+                "val_votes must have one row per validation item and one column per source of votes"
+            )
         if np.intersect1d(self.indices, self.unlabeled).size:
             raise ValueError("an item cannot be both revealed and unlabeled")
         # Validates kind and the shapes of votes and candidates.
@@ -120,6 +131,7 @@ class LabelPool:
         val_indices: np.ndarray,
         val_labels: np.ndarray,
         num_classes: int,
+        val_votes: np.ndarray | None = None,
     ) -> LabelPool:
         return cls(
             indices=indices,
@@ -131,6 +143,7 @@ class LabelPool:
             kind=observed.kind,
             votes=observed.votes,
             candidates=observed.candidates,
+            val_votes=val_votes,
         )
 
     def __len__(self) -> int:

@@ -5,6 +5,12 @@ A regime acts in two places. Before labels are bought it may reshape the split
 the labels it is given into what the annotators report (`observe`): noisy labels, crowd
 votes, labeling-function votes, candidate sets. Regimes stack (`Stack`): each stage
 observes what the stage before it reported, the first stage the truth.
+
+The run annotates through `observe_at` and `observe_val_at`, which also pass the rows'
+dataset indices (`items`), and the validation items' inputs. Most regimes need neither and
+inherit them as `observe` and `observe_val`; a regime whose answers belong to particular
+dataset items (a label file) or depend on the inputs (instance-dependent noise) overrides
+them.
 """
 
 from __future__ import annotations
@@ -55,6 +61,41 @@ class Regime:
         if self.kind != "labels":
             return np.asarray(y, dtype=np.int64)
         return self.observe(Observed.of_labels(y), None, num_classes, rng).labels
+
+    def check_items(self, items: np.ndarray) -> None:
+        """Refuse dataset items this regime cannot annotate (a label file without a row for
+        one of them) by raising ConfigError. `items`: the dataset indices of the pool and
+        validation items. Called when the regime has shaped the split, before any label is
+        drawn."""
+
+    def observe_at(
+        self,
+        given: Observed,
+        x: np.ndarray | None,
+        items: np.ndarray,
+        num_classes: int,
+        rng: np.random.Generator,
+    ) -> Observed:
+        """`observe` for the rows at dataset indices `items` (row-aligned with `given`)."""
+        return self.observe(given, x, num_classes, rng)
+
+    def observe_val_at(
+        self,
+        y: np.ndarray,
+        x: np.ndarray | None,
+        items: np.ndarray,
+        num_classes: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """`observe_val` for the validation items at dataset indices `items`, whose inputs
+        are `x`."""
+        return self.observe_val(y, num_classes, rng)
+
+    def observe_val_votes(self, x: np.ndarray) -> np.ndarray | None:
+        """(items, sources) votes of the regime's sources on validation items with inputs x
+        (labeling functions: the same LFs `observe` wrote), drawing nothing at random; None
+        where the sources cannot vote on them (crowd annotators are asked about the pool)."""
+        return None
 
     def cost(self, n_items: int) -> float:
         """Label cost of `n_items` revealed pool items (one unit each by default)."""
@@ -132,6 +173,23 @@ class Stack(Regime):
         for stage in self.stages:
             y = stage.observe_val(y, num_classes, rng)
         return y
+
+    def check_items(self, items):
+        for stage in self.stages:
+            stage.check_items(items)
+
+    def observe_at(self, given, x, items, num_classes, rng):
+        for stage in self.stages:
+            given = stage.observe_at(given, x, items, num_classes, rng)
+        return given
+
+    def observe_val_at(self, y, x, items, num_classes, rng):
+        for stage in self.stages:
+            y = stage.observe_val_at(y, x, items, num_classes, rng)
+        return y
+
+    def observe_val_votes(self, x):
+        return self.stages[-1].observe_val_votes(x)  # only the last stage can give votes
 
     def cost(self, n_items: int) -> float:
         return self.stages[-1].cost(n_items)  # the last stage's annotators are paid

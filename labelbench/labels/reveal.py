@@ -15,6 +15,7 @@ from labelbench.data.task import Split, TaskData
 from labelbench.labels.budget import Budget, reveal_order
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Regime
+from labelbench.labels.weak import lf_analysis
 
 # Independent random streams per purpose, so that e.g. changing the regime's draws never
 # moves which items are revealed.
@@ -27,15 +28,17 @@ def _rng(seed: int, split_seed: int, stream: int) -> np.random.Generator:
 
 def shape(task: TaskData, regime: Regime, seed: int, split_seed: int) -> TaskData:
     """The task with the pool and test split the regime leaves (the same task when it
-    keeps both). Raises ConfigError when nothing would be left of either."""
+    keeps both). Raises ConfigError when nothing would be left of either, or when the
+    regime cannot annotate the pool and validation items left (`Regime.check_items`)."""
     rng = _rng(seed, split_seed, _STREAM_SHAPE)
     k = task.num_classes
     split = task.split
     pool_pick = regime.select_pool(task.y[split.pool], k, rng)
     test_pick = regime.select_test(task.y[split.test], k, rng)
+    pool = split.pool if pool_pick is None else split.pool[pool_pick]
+    regime.check_items(np.concatenate([pool, split.val]))
     if pool_pick is None and test_pick is None:
         return task
-    pool = split.pool if pool_pick is None else split.pool[pool_pick]
     test = split.test if test_pick is None else split.test[test_pick]
     for name, items in (("pool", pool), ("test split", test)):
         if len(items) == 0:
@@ -83,6 +86,7 @@ class Annotations:
     val: np.ndarray  # dataset indices of the validation items
     val_labels: np.ndarray  # their single labels, row-aligned with `val`
     num_classes: int
+    val_votes: np.ndarray | None = None  # labeling functions' votes on `val` (weak regimes)
 
     def label_pool(self, revealed: np.ndarray, val_positions: np.ndarray) -> LabelPool:
         """The LabelPool with the pool items at positions `revealed` bought, in that order,
@@ -97,6 +101,7 @@ class Annotations:
             val_indices=self.val[val_positions],
             val_labels=self.val_labels[val_positions],
             num_classes=self.num_classes,
+            val_votes=None if self.val_votes is None else self.val_votes[val_positions],
         )
 
 
@@ -106,9 +111,10 @@ def annotate(task: TaskData, regime: Regime, seed: int, split_seed: int) -> Anno
     pool, val = task.split.pool, task.split.val
     k = task.num_classes
     rng = _rng(seed, split_seed, _STREAM_REGIME)
-    observed = regime.observe(Observed.of_labels(task.y[pool]), task.x[pool], k, rng)
-    val_labels = regime.observe_val(task.y[val], k, rng)
-    return Annotations(pool, observed, val, np.asarray(val_labels, dtype=np.int64), k)
+    observed = regime.observe_at(Observed.of_labels(task.y[pool]), task.x[pool], pool, k, rng)
+    val_labels = regime.observe_val_at(task.y[val], task.x[val], val, k, rng)
+    val_votes = regime.observe_val_votes(task.x[val])  # draws nothing: the rest stays put
+    return Annotations(pool, observed, val, np.asarray(val_labels, dtype=np.int64), k, val_votes)
 
 
 class Labeler:
@@ -225,6 +231,11 @@ class Labeler:
             else 0.0,
             **regime.stats(bought, y_pool[revealed]),
         }
+        val_votes = self.annotations.val_votes
+        if val_votes is not None and bought.votes is not None:  # labeling functions
+            realised["lf_analysis"] = lf_analysis(
+                bought.votes, val_votes[val_pos], observed_val[val_pos]
+            )
         paid_val = len(val_pos) if self.budget.val_paid else 0
         return LabelAccounting(
             budget=self.budget.label(),

@@ -8,9 +8,15 @@ fires, abstaining elsewhere.
   features; the LF votes for its class where that class's mean is the nearest one by a
   relative `margin` ((d2 - d1) / d2 >= margin for the nearest and second-nearest means).
 - `threshold`: one input feature and a threshold ("pixel 27 above 8"), chosen among
-  `features` random features to be the most precise rule for its class on the dev sample."""
+  `features` random features to be the most precise rule for its class on the dev sample.
+
+The same fitted LFs also vote on the validation items (`observe_val_votes`), so that their
+accuracy can be measured on the gold dev set (`lf_analysis`, Snorkel's LF analysis)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +25,7 @@ from labelbench.labels.pool import NO_LABEL, Observed
 from labelbench.labels.regime import Regime
 
 FAMILIES = ("prototype", "threshold")
+Rule = Callable[[np.ndarray], np.ndarray]  # inputs (n, features) -> (n,) bool: the LF fires
 
 
 class Weak(Regime):
@@ -46,6 +53,7 @@ class Weak(Regime):
         self.margin = check_number("margin", margin, "[0, 1)")
         self.dev_per_class = check_int("dev_per_class", dev_per_class, least=1)
         self.cost_per_lf = check_number("cost_per_lf", cost_per_lf)
+        self.rules: list[tuple[int, Rule]] | None = None  # (class, rule) per LF, by observe
 
     def observe(self, given, x, num_classes, rng):
         if x is None:
@@ -63,29 +71,46 @@ class Weak(Regime):
                 for c in range(num_classes)
             ]
         )
-        rule = self._prototype if self.family == "prototype" else self._threshold
-        votes = np.full((len(y), self.lfs), NO_LABEL, dtype=np.int64)
-        for j in range(self.lfs):
-            target = j % num_classes
-            fires = rule(x, x[dev], y[dev], target, num_classes, rng)
-            votes[fires, j] = target
-        return Observed("weak", np.full(len(y), NO_LABEL), votes=votes)
+        write = self._prototype if self.family == "prototype" else self._threshold
+        # Kept so the same LFs can vote on the validation items (observe_val_votes).
+        self.rules = [
+            (j % num_classes, write(x[dev], y[dev], j % num_classes, rng)) for j in range(self.lfs)
+        ]
+        return Observed("weak", np.full(len(y), NO_LABEL), votes=self.apply(x))
 
-    def _prototype(self, x, x_dev, y_dev, target, num_classes, rng) -> np.ndarray:
-        feats = rng.choice(x.shape[1], self.features, replace=False)
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(items, lfs) votes of the LFs fitted by the last `observe` on inputs x."""
+        if self.rules is None:
+            raise ValueError("the labeling functions are written by observe; call it first")
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        votes = np.full((len(x), len(self.rules)), NO_LABEL, dtype=np.int64)
+        for j, (target, fires) in enumerate(self.rules):
+            votes[fires(x), j] = target
+        return votes
+
+    def observe_val_votes(self, x: np.ndarray) -> np.ndarray:
+        return self.apply(x)
+
+    def _prototype(self, x_dev, y_dev, target, rng) -> Rule:
+        feats = rng.choice(x_dev.shape[1], self.features, replace=False)
         present = np.unique(y_dev)
         means = np.stack([x_dev[y_dev == c][:, feats].mean(axis=0) for c in present])
-        dist = ((x[:, None, feats] - means[None]) ** 2).sum(axis=2)
-        if len(present) < 2:
-            return present[dist.argmin(axis=1)] == target
-        d1, d2 = np.sort(dist, axis=1)[:, :2].T
-        sure = (d2 - d1) >= self.margin * d2
-        return (present[dist.argmin(axis=1)] == target) & sure
+        margin = self.margin
 
-    def _threshold(self, x, x_dev, y_dev, target, num_classes, rng) -> np.ndarray:
+        def fires(x: np.ndarray) -> np.ndarray:
+            dist = ((x[:, None, feats] - means[None]) ** 2).sum(axis=2)
+            if len(present) < 2:
+                return present[dist.argmin(axis=1)] == target
+            d1, d2 = np.sort(dist, axis=1)[:, :2].T
+            sure = (d2 - d1) >= margin * d2
+            return (present[dist.argmin(axis=1)] == target) & sure
+
+        return fires
+
+    def _threshold(self, x_dev, y_dev, target, rng) -> Rule:
         best, best_key = None, (-1.0, 0)
         is_target = y_dev == target
-        for f in rng.choice(x.shape[1], self.features, replace=False):
+        for f in rng.choice(x_dev.shape[1], self.features, replace=False):
             values = x_dev[:, f]
             for t in np.unique(values):
                 for above in (True, False):
@@ -97,9 +122,9 @@ class Weak(Regime):
                     if key > best_key:
                         best, best_key = (f, t, above), key
         if best is None:  # no rule fires often enough on the dev sample: the LF abstains
-            return np.zeros(len(x), dtype=bool)
+            return lambda x: np.zeros(len(x), dtype=bool)
         f, t, above = best
-        return x[:, f] > t if above else x[:, f] < t
+        return lambda x: x[:, f] > t if above else x[:, f] < t
 
     def cost(self, n_items: int) -> float:
         return float(self.lfs * self.cost_per_lf)  # votes are free; writing the LFs is not
@@ -109,26 +134,97 @@ class Weak(Regime):
         if len(votes) == 0:
             return {"lfs": self.lfs}
         fired = votes >= 0
-        per_item = fired.sum(axis=1)
-        coverage = fired.mean(axis=0)
-        correct = (votes == y_true[:, None]) & fired
-        accuracy = np.divide(
-            correct.sum(axis=0),
-            fired.sum(axis=0),
-            out=np.full(self.lfs, np.nan),
-            where=fired.any(axis=0),
-        )
-        distinct = np.array([len(set(row[row >= 0])) for row in votes])
+        analysis = lf_analysis(votes)
+        accuracy = _accuracy(votes, y_true)
         return {
             "lfs": self.lfs,
-            "lf_coverage": float(coverage.mean()),
+            "lf_coverage": float(np.mean(analysis["lf_coverage"])),
             "lf_accuracy": float(np.nanmean(accuracy)) if fired.any() else 0.0,
-            "covered": float(np.mean(per_item > 0)),
-            "overlap": float(np.mean(per_item > 1)),
-            "conflict": float(np.mean(distinct > 1)),
-            "lf_coverage_each": [round(float(c), 4) for c in coverage],
+            "covered": analysis["coverage"],
+            "overlap": analysis["overlap"],
+            "conflict": analysis["conflict"],
+            "lf_coverage_each": [round(c, 4) for c in analysis["lf_coverage"]],
             "lf_accuracy_each": [None if np.isnan(a) else round(float(a), 4) for a in accuracy],
         }
 
     def label(self) -> str:
         return f"weak({self.lfs} {self.family})"
+
+
+def _accuracy(votes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(sources,) the share of each source's votes that equal y; NaN for a silent source."""
+    fired = votes >= 0
+    right = ((votes == np.asarray(y)[:, None]) & fired).sum(axis=0)
+    return np.divide(
+        right, fired.sum(axis=0), out=np.full(votes.shape[1], np.nan), where=fired.any(axis=0)
+    )
+
+
+def lf_analysis(
+    votes: np.ndarray, val_votes: np.ndarray | None = None, val_labels: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Snorkel's LF analysis (snorkel.labeling.LFAnalysis, the same definitions) of an
+    (items, LFs) vote matrix, -1 = abstain. Per LF, lists with one entry per LF:
+    `lf_coverage` the share of the items it votes on; `lf_overlap` the share of the items it
+    votes on with another LF voting too; `lf_conflict` the share of the items it votes on
+    with another LF voting a different class (all three over all items, as Snorkel's).
+    Overall: `coverage`, `overlap`, `conflict`, the share of items with a vote, with two or
+    more, with two different classes. With the LFs' votes on labeled validation items (the
+    gold dev set): `lf_val_acc`, the share of each LF's votes there that are right (None for
+    an LF that never votes there, where Snorkel's lf_empirical_accuracies gives 0), and
+    `val_acc`, their mean over the LFs that voted (None if none did)."""
+    votes = np.asarray(votes)
+    n, m = votes.shape
+    fired = votes >= 0
+    per_item = fired.sum(axis=1)
+    # Two different classes among an item's votes: its largest vote differs from a fired one.
+    top = np.where(fired, votes, NO_LABEL).max(axis=1, initial=NO_LABEL)
+    conflicted = (fired & (votes != top[:, None])).any(axis=1)
+    share = 1.0 / max(n, 1)
+    out: dict[str, Any] = {
+        "items": int(n),
+        "lfs": int(m),
+        "coverage": float(np.mean(per_item > 0)) if n else 0.0,
+        "overlap": float(np.mean(per_item > 1)) if n else 0.0,
+        "conflict": float(np.mean(conflicted)) if n else 0.0,
+        "lf_coverage": [float(c) for c in fired.sum(axis=0) * share],
+        "lf_overlap": [float(c) for c in (fired & (per_item > 1)[:, None]).sum(axis=0) * share],
+        "lf_conflict": [float(c) for c in (fired & conflicted[:, None]).sum(axis=0) * share],
+    }
+    if val_votes is not None:
+        val_votes = np.asarray(val_votes)
+        if val_labels is None or len(val_labels) != len(val_votes) or val_votes.shape[1] != m:
+            raise ValueError("val_votes need one label per row and one column per LF")
+        accuracy = _accuracy(val_votes, val_labels)
+        voted = ~np.isnan(accuracy)
+        out["val_items"] = len(val_votes)
+        out["lf_val_acc"] = [
+            float(a) if ok else None for a, ok in zip(accuracy, voted, strict=True)
+        ]
+        out["val_acc"] = float(accuracy[voted].mean()) if voted.any() else None
+    return out
+
+
+def format_lf_analysis(analysis: dict[str, Any]) -> str:
+    """One compact table of `lf_analysis`: a row per LF and an `all` row."""
+
+    def cell(v: float | None) -> str:
+        return f"{v:8.3f}" if v is not None else "       -"
+
+    val = analysis.get("lf_val_acc")
+    head = f"{'lf':>4} {'coverage':>8} {'overlap':>8} {'conflict':>8}" + (
+        f" {'val_acc':>8}" if val is not None else ""
+    )
+    rows = [
+        f"LF analysis: {analysis['lfs']} LFs on {analysis['items']} items"
+        + (f", accuracy on {analysis['val_items']} validation items" if val is not None else ""),
+        head,
+    ]
+    columns = [analysis["lf_coverage"], analysis["lf_overlap"], analysis["lf_conflict"]]
+    for j in range(analysis["lfs"]):
+        cells = [cell(c[j]) for c in columns] + ([cell(val[j])] if val is not None else [])
+        rows.append(f"{j:>4} " + " ".join(cells))
+    total = [analysis["coverage"], analysis["overlap"], analysis["conflict"]]
+    total += [analysis["val_acc"]] if val is not None else []
+    rows.append(f"{'all':>4} " + " ".join(cell(v) for v in total))
+    return "\n".join(rows)
