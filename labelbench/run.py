@@ -239,6 +239,11 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
 
     names = choices_from(cfg, choices)
     labels = labeler.accounting().to_dict()  # what was bought, in the order it was bought
+    analysis = labels["realised"].get("lf_analysis")
+    if analysis:  # labeling functions: Snorkel's LF analysis, as one table
+        from labelbench.labels.weak import format_lf_analysis
+
+        log.info("%s %s\n%s", key, describe(names, cfg), format_lf_analysis(analysis))
     if parts.strategy.upper_bound:
         names["strategy"] += "[oracle]"
         labels["upper_bound"] = True

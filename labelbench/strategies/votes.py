@@ -2,10 +2,11 @@
 revealed items' votes into one target per item (labelbench.strategies.aggregate), then
 trains the run's network on those targets with the shared loop, as supervised does.
 
-Crowd (kind 'crowd'): majority_vote, dawid_skene, soft_crowd. Weak supervision (kind
-'weak'): lf_majority and label_model, the same aggregations over labeling functions, whose
-abstains the label model learns from. Items without any vote carry no label and are left
-out of training (`fit/unvoted` counts them).
+Crowd (kind 'crowd'): majority_vote, dawid_skene, soft_crowd (and crowd-kit's aggregators,
+labelbench.strategies.crowdkit). Weak supervision (kind 'weak'): lf_majority and
+label_model, the same aggregations over labeling functions, whose abstains the label model
+learns from (backend ours, or Snorkel's LabelModel). Items without any vote carry no label
+and are left out of training (`fit/unvoted` counts them).
 """
 
 from __future__ import annotations
@@ -141,15 +142,99 @@ class LFMajority(MajorityVote):
     accepts = ("weak",)
 
 
+BACKENDS = ("ours", "snorkel")
+# Snorkel's LabelModel.fit settings this strategy passes on, and their checks.
+SNORKEL_OPTIMIZERS = ("sgd", "adam", "adamax")
+SNORKEL_SETTINGS = {
+    "n_epochs": lambda v: check_int("snorkel.n_epochs", v, least=1),
+    "lr": lambda v: check_number("snorkel.lr", v, "(0, inf)"),
+    "l2": lambda v: check_number("snorkel.l2", v),
+    "optimizer": lambda v: _one_of("snorkel.optimizer", v, SNORKEL_OPTIMIZERS),
+    "prec_init": lambda v: check_number("snorkel.prec_init", v, "(0, 1)"),
+}
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def snorkel_label_model(
+    votes: np.ndarray, num_classes: int, seed: int, settings: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Snorkel's LabelModel (Ratner et al. 2019; snorkel.labeling.model) fitted on an (items,
+    LFs) vote matrix, whose abstain is -1 as ours: (items, classes) posteriors, and floats
+    for fit_info. `settings` go to LabelModel.fit; class_balance stays None (uniform)."""
+    import random
+
+    # fit seeds Python's, numpy's and torch's global generators with `seed`, and importing
+    # snorkel draws from numpy's (a default seed): put them back, so a label model leaves no
+    # trace on what the run draws afterwards.
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        from snorkel.labeling.model import LabelModel as SnorkelLabelModel
+
+        model = SnorkelLabelModel(cardinality=num_classes, verbose=False)
+        model.fit(votes, seed=seed, progress_bar=False, **settings)
+        posteriors = model.predict_proba(votes)
+        weights = model.get_weights()  # each LF's estimated accuracy where it votes
+        epochs = model.train_config.n_epochs
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+    return posteriors, {
+        "label_model_epochs": float(epochs),
+        "mean_lf_weight": float(np.mean(weights)),
+        "mean_posterior_max": float(posteriors.max(axis=1).mean()),
+    }
+
+
 class LabelModel(DawidSkene):
-    """A generative label model over the labeling functions (Dawid–Skene, as in Snorkel's
-    and WRENCH's unsupervised label models): per function, the probability of each vote and
-    of abstaining given the true class, and class priors; then the end model (the run's
+    """A generative label model over the labeling functions, then the end model (the run's
     network) trains on its posteriors (soft, the default, as Snorkel does) or their argmax.
-    Arguments as dawid_skene."""
+
+    backend 'ours': Dawid–Skene with abstains modelled (as WRENCH's unsupervised label
+    models): per function, the probability of each vote and of abstaining given the true
+    class, and class priors; arguments as dawid_skene. backend 'snorkel': Snorkel's
+    LabelModel (matrix completion over the LFs' agreements, Ratner et al. 2019), fitted with
+    the `snorkel` settings (LabelModel.fit's n_epochs, lr, l2, optimizer, prec_init) and the
+    run's seed; it needs 3 LFs at least. Hard targets (soft false) are the posteriors'
+    argmax, ties to the lowest class (Snorkel's predict would abstain on a tie)."""
 
     accepts = ("weak",)
     abstain = True
 
-    def __init__(self, *args: Any, soft: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        soft: bool = True,
+        backend: str = "ours",
+        snorkel: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, soft=soft, **kwargs)
+        self.backend = _one_of("backend", backend, BACKENDS)
+        settings = dict(snorkel or {})
+        unknown = sorted(set(settings) - set(SNORKEL_SETTINGS))
+        if unknown:
+            raise ConfigError(
+                f"snorkel has no setting {unknown[0]!r}; allowed: {', '.join(SNORKEL_SETTINGS)}"
+            )
+        self.snorkel = {k: SNORKEL_SETTINGS[k](v) for k, v in settings.items()}
+
+    def check(self, pool: LabelPool, task) -> None:
+        super().check(pool, task)
+        sources = 0 if pool.votes is None else pool.votes.shape[1]
+        if self.backend == "snorkel" and sources < 3:
+            raise ConfigError(
+                f"backend=snorkel needs 3 labeling functions at least (Snorkel's LabelModel);"
+                f" the regime gives {sources}: raise regime.lfs or use backend=ours"
+            )
+
+    def targets(self, votes, num_classes, seed):
+        if self.backend == "ours":
+            return super().targets(votes, num_classes, seed)
+        post, info = snorkel_label_model(votes, num_classes, seed, self.snorkel)
+        return (post if self.soft else post.argmax(axis=1)), info
