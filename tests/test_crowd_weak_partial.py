@@ -318,7 +318,7 @@ def test_soft_targets_reach_the_loss_as_probabilities():
         ("dawid_skene", "labels", "learns from crowd annotations but the regime gives single"),
         ("label_model", "crowd", "learns from labeling-function votes but the regime gives crowd"),
         ("proden", "weak", "learns from candidate sets but the regime gives labeling-function"),
-        ("supervised", "crowd", "strategies for those: majority_vote, dawid_skene or soft_crowd"),
+        ("supervised", "crowd", "those: majority_vote, dawid_skene, soft_crowd, glad"),
         ("supervised", "partial", "strategies for those: proden or complementary"),
     ],
 )

@@ -308,7 +308,8 @@ def test_weak_refuses_more_features_than_the_inputs_have(digits):
         (
             ["regime=crowd", "strategy=supervised"],
             "strategy: learns from single labels but the regime gives crowd annotations;"
-            " strategies for those: majority_vote, dawid_skene or soft_crowd",
+            " strategies for those: majority_vote, dawid_skene, soft_crowd, glad, mace,"
+            " one_coin_ds, mmsr or wawa",
         ),
     ],
 )

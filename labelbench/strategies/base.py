@@ -45,7 +45,7 @@ class Predictor(Protocol):
 # For the one-line refusal when a strategy meets annotations it cannot learn from.
 STRATEGIES_FOR = {
     "labels": "supervised or another strategy for single labels",
-    "crowd": "majority_vote, dawid_skene or soft_crowd",
+    "crowd": "majority_vote, dawid_skene, soft_crowd, glad, mace, one_coin_ds, mmsr or wawa",
     "weak": "lf_majority or label_model",
     "partial": "proden or complementary",
 }

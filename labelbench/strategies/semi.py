@@ -11,14 +11,16 @@ on. The labeled stream draws `batch_size` items per step and the unlabeled strea
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from labelbench.config import check_int, check_number
+from labelbench.config import ConfigError, check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
@@ -80,6 +82,32 @@ def sigmoid_rampup(step: int, length: int) -> float:
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
+def ema_(average: Tensor, value: Tensor | float, momentum: float) -> None:
+    """average <- momentum * average + (1 - momentum) * value, in place: the running
+    statistics of FreeMatch and SoftMatch (USB's `ema_p`), kept in registered buffers."""
+    average.mul_(momentum).add_((1.0 - momentum) * value)
+
+
+@contextmanager
+def kept_batch_norm_stats(net: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave the batch-norm running statistics as they were (USB's
+    `bn_controller.freeze_bn` / `unfreeze_bn`): for passes that only guess targets."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    try:
+        yield
+    finally:
+        for m, state in zip(norms, saved, strict=True):
+            m.load_state_dict(state)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """`value` if it is a bool, else a ConfigError: 'use_quantile=1 must be true or false'."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be true or false")
+    return value
+
+
 class SemiSupervisedModule(LabelModule):
     """LabelModule with an unlabeled stream and augmented views."""
 
@@ -120,6 +148,56 @@ class SemiSupervisedModule(LabelModule):
         """The student's logits for several batches in one forward pass (one batch-norm
         statistic over all of them, as in FixMatch), split back per batch."""
         return self.net(torch.cat(batches)).split([len(b) for b in batches])
+
+    def summed_over_processes(self, t: Tensor) -> Tensor:
+        """`t` summed over the processes of a DDP run (itself on one): batch statistics of
+        the whole global batch, the same on every process, from each process's share."""
+        if self.trainer.world_size == 1:
+            return t
+        return self.all_gather(t).sum(dim=0)
+
+
+class WeakStrongModule(SemiSupervisedModule):
+    """The step of the FixMatch family: the student's logits for weak views of a labeled
+    batch and for weak and strong views of an unlabeled batch, in one forward pass (one
+    batch-norm statistic over all three); the loss is `supervised_loss` plus
+    `unlabeled_loss` (subclasses). The first `warmup_steps` steps use the labeled items only."""
+
+    def __init__(self, *args: Any, warmup_steps: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warmup_steps = warmup_steps
+
+    def supervised_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The labeled term from the student's logits (cross-entropy)."""
+        return F.cross_entropy(logits, y)
+
+    def labeled_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.supervised_loss(self.net(self.weak(x)), y)
+
+    def learns_from_unlabeled(self) -> bool:
+        """Whether any unlabeled term has a weight (else the step skips the unlabeled batch)."""
+        return self.unlabeled_weight != 0
+
+    def unlabeled_loss(
+        self, positions: Tensor, logits_weak: Tensor, logits_strong: Tensor
+    ) -> Tensor:
+        """The unlabeled terms, weights included, from the logits of both views of the
+        unlabeled batch (items `positions` of the unlabeled set)."""
+        raise NotImplementedError
+
+    def training_loss(self) -> Tensor:
+        x, y = self.next_labeled()
+        warm = self.steps_done < self.warmup_steps
+        unlabeled = None if warm else self.next_unlabeled()
+        if unlabeled is None or not self.learns_from_unlabeled():
+            return self.labeled_loss(x, y)
+        positions, xu = unlabeled
+        logits_x, logits_weak, logits_strong = self.student_logits(
+            self.weak(x), self.weak(xu), self.strong(xu)
+        )
+        return self.supervised_loss(logits_x, y) + self.unlabeled_loss(
+            positions, logits_weak, logits_strong
+        )
 
 
 class SemiSupervised(LightningStrategy):
@@ -168,6 +246,20 @@ class SemiSupervised(LightningStrategy):
             "unlabeled_weight": self.unlabeled_weight,
             "num_classes": self._num_classes,
         }
+
+
+class WeakStrong(SemiSupervised):
+    """Base of the strategies of WeakStrongModule. warmup_steps: optimizer steps on labeled
+    items only before the unlabeled loss starts (0 in the references)."""
+
+    module_class: type[WeakStrongModule] = WeakStrongModule
+
+    def __init__(self, *args: Any, warmup_steps: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, unit="optimizer steps")
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {**super().module_kwargs(), "warmup_steps": self.warmup_steps}
 
 
 class SoftTargetModule(LabelModule):
