@@ -11,7 +11,7 @@ semilearn/algorithms/flexmatch/utils.py, FlexMatchThresholdingHook) and TorchSSL
   `classwise_acc` (last updated at the end of the previous step), then writes the batch's
   confident pseudo-labels into `selected_label` and recomputes `classwise_acc` for the next
   step; TorchSSL computes `classwise_acc` at the top of the step and updates
-  `selected_label` after the loss. FixMatchModule.training_loss does the same: `thresholds()`,
+  `selected_label` after the loss. FixMatchModule.unlabeled_loss does the same: `thresholds()`,
   then `observe()`.
 - What is recorded: every item of the unlabeled batch whose weak-view confidence reaches
   the fixed threshold (`max_probs.ge(p_cutoff)`), whatever its flexible threshold; the
