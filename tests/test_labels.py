@@ -115,6 +115,7 @@ def test_pool_holds_no_true_labels(digits):
         "kind",
         "votes",
         "candidates",
+        "val_votes",  # labeling functions' votes on validation items (weak regimes)
     }
     view = digits.view()
     assert not hasattr(view, "y") and not hasattr(view, "split") and not hasattr(view, "test")
