@@ -82,6 +82,38 @@ def run_cli(
     )
 
 
+def assert_hidden_labels_unused(cfg: DictConfig) -> None:
+    """Fit `cfg`'s strategy twice: on its task, and on one whose unrevealed pool items all
+    have wrong true labels (shuffled, then shifted by one class). The revealed items and
+    what the regime observed stay the same, so the predictions must be bit-identical (CPU):
+    the strategy never reads a hidden label. Use a random reveal order
+    (`budget.balanced=false`): the class-balanced one reads pool labels by design."""
+    import dataclasses
+
+    import numpy as np
+
+    from labelbench.config import run_key
+    from labelbench.labels import reveal
+    from labelbench.run import build
+
+    parts = build(cfg, run_key(cfg))
+    task = parts.source.load(cfg.split_seed)
+    pool, _ = reveal(task, parts.regime, parts.budget, seed=0, split_seed=0)
+    y = task.y.copy()
+    y[pool.unlabeled] = np.random.default_rng(7).permutation(y[pool.unlabeled])
+    y[pool.unlabeled] = (y[pool.unlabeled] + 1) % task.num_classes  # every hidden label wrong
+    scrambled = dataclasses.replace(task, y=y)
+    pool2, _ = reveal(scrambled, parts.regime, parts.budget, seed=0, split_seed=0)
+    assert np.array_equal(pool.indices, pool2.indices)
+    assert np.array_equal(pool.labels, pool2.labels)
+    test_x = task.x[task.split.test]
+    probs = [
+        parts.strategy.fit(p, t.view(), parts.model, parts.trainer, seed=0).predict_proba(test_x)
+        for p, t in ((pool, task), (pool2, scrambled))
+    ]
+    assert np.array_equal(probs[0], probs[1])
+
+
 def assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes) -> None:
     """Run `cfg` into a fresh results folder with LabelModule.training_step raising whenever
     `crashes(module)` holds (after 40 optimizer steps, say), check that it failed, then run

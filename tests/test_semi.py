@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_resumes_exactly, run_cli
+from conftest import assert_hidden_labels_unused, assert_resumes_exactly, run_cli
 from labelbench.config import ConfigError, run_key
 from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
@@ -124,22 +123,7 @@ def test_hidden_pool_labels_change_nothing(strategy, compose_fast):
     fitted model's predictions bit-identical (CPU). Random reveal order, as in
     test_labels: the class-balanced order reads pool labels by design."""
     cfg, _ = compose_fast(*_overrides(strategy, "budget.balanced=false"), fast=False)
-    parts = build(cfg, run_key(cfg))
-    task = parts.source.load(cfg.split_seed)
-    pool, _ = reveal(task, Clean(), parts.budget, seed=0, split_seed=0)
-    y = task.y.copy()
-    y[pool.unlabeled] = np.random.default_rng(7).permutation(y[pool.unlabeled])
-    y[pool.unlabeled] = (y[pool.unlabeled] + 1) % task.num_classes  # every hidden label wrong
-    scrambled = dataclasses.replace(task, y=y)
-    pool2, _ = reveal(scrambled, Clean(), parts.budget, seed=0, split_seed=0)
-    assert np.array_equal(pool.indices, pool2.indices)
-    assert np.array_equal(pool.labels, pool2.labels)
-    test_x = task.x[task.split.test]
-    probs = [
-        parts.strategy.fit(p, t.view(), parts.model, parts.trainer, seed=0).predict_proba(test_x)
-        for p, t in ((pool, task), (pool2, scrambled))
-    ]
-    assert np.array_equal(probs[0], probs[1])
+    assert_hidden_labels_unused(cfg)
 
 
 @pytest.mark.parametrize("strategy", ["fixmatch", "mean_teacher", "flexmatch", "self_training"])
