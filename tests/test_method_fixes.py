@@ -171,10 +171,22 @@ def test_flexmatch_observe_under_ddp_gathers_through_lightning():
     assert module.selected.tolist() == [0, 1, 1]
 
 
+# The methods whose per-step statistics the DDP processes all-gather, with the settings
+# that make those statistics move within 20 steps.
+DDP_STATEFUL = {
+    "flexmatch": ["strategy.warmup_steps=0", "strategy.threshold=0.5"],
+    "freematch": [],
+    "softmatch": [],
+}
+
+
 @pytest.mark.slow
-def test_flexmatch_memory_is_identical_on_both_ddp_processes(tmp_path):
-    """A real 2-process CPU DDP fit (gloo): both processes end with the same memory. About
-    35 s on 2 busy cores (each process imports everything), hence slow."""
+@pytest.mark.parametrize("strategy", sorted(DDP_STATEFUL))
+def test_ssl_statistics_are_identical_on_both_ddp_processes(strategy, tmp_path):
+    """A real 2-process CPU DDP fit (gloo): both processes end with the same buffers
+    outside the network (FlexMatch's pseudo-label memory, FreeMatch's and SoftMatch's EMA
+    statistics), and they moved. About 35 s each on 2 busy cores (each process imports
+    everything), hence slow."""
     script = tmp_path / "ddp_flexmatch.py"
     script.write_text(
         textwrap.dedent(
@@ -192,9 +204,8 @@ def test_flexmatch_memory_is_identical_on_both_ddp_processes(tmp_path):
             out = Path(sys.argv[1])
             cfg, _ = compose([
                 "trainer=ddp", "dataset=synthetic", "dataset.n_samples=400", "budget.total=40",
-                "strategy=flexmatch", "strategy.max_steps=20", "strategy.eval_every=20",
-                "strategy.warmup_steps=0", "strategy.threshold=0.5", "strategy.mu=3",
-                "logger=none", f"paths.results_dir={out}",
+                "strategy.max_steps=20", "strategy.eval_every=20", "strategy.mu=3",
+                "logger=none", f"paths.results_dir={out}", *sys.argv[2:],
             ])
             parts = build(cfg, run_key(cfg))
             task = parts.source.load(0)
@@ -202,7 +213,8 @@ def test_flexmatch_memory_is_identical_on_both_ddp_processes(tmp_path):
 
             class Dump(pl.Callback):
                 def on_fit_end(self, trainer, module):
-                    torch.save(module.selected.cpu(), out / f"selected{trainer.global_rank}.pt")
+                    state = {k: b.cpu() for k, b in module.named_buffers() if not k.startswith("net.")}
+                    torch.save(state, out / f"state{trainer.global_rank}.pt")
 
             def trainer(**kwargs):
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []), Dump()]
@@ -213,7 +225,13 @@ def test_flexmatch_memory_is_identical_on_both_ddp_processes(tmp_path):
         )
     )
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path),
+            f"strategy={strategy}",
+            *DDP_STATEFUL[strategy],
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -221,9 +239,16 @@ def test_flexmatch_memory_is_identical_on_both_ddp_processes(tmp_path):
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first, second = (torch.load(tmp_path / f"selected{r}.pt") for r in range(2))
-    assert (first >= 0).sum() > 0
-    assert torch.equal(first, second)
+    first, second = (torch.load(tmp_path / f"state{r}.pt") for r in range(2))
+    assert first and first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    moved = {  # the state changed from where it starts
+        "flexmatch": lambda s: (s["selected"] >= 0).any(),
+        "freematch": lambda s: s["time_p"] != 1.0,  # USB's start value
+        "softmatch": lambda s: s["updates"] > 0,
+    }
+    assert moved[strategy](first)
 
 
 # --- TypiClust cold start ----------------------------------------------------------------
