@@ -71,6 +71,13 @@ def check_int(name: str, value: Any, least: int = 0, unit: str = "") -> int:
     return value
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """`value` if it is a bool, else a ConfigError: 'use_quantile=1 must be true or false'."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be true or false")
+    return value
+
+
 def check_number(name: str, value: Any, interval: str = "[0, inf)") -> float:
     """`value` as a float if it is a number (a bool is not) inside `interval`, written as the
     message shows it: '(0, 1]', '[0, 1)', '[0, inf)' (the default: finite, non-negative).

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_flag
 from labelbench.data.task import TaskData, stratified_split
 
 
@@ -47,8 +47,7 @@ class Source:
                 f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no pool;"
                 " it must be below 1"
             )
-        if not isinstance(standardize, bool):
-            raise ConfigError(f"standardize={standardize!r} must be true or false")
+        check_flag("standardize", standardize)
         if flip is not None:
             if not isinstance(flip, bool):
                 raise ConfigError(

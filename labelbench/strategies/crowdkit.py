@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.strategies.aggregate import NO_VOTE
 from labelbench.strategies.votes import FromVotes
 
@@ -50,8 +50,7 @@ class CrowdKit(FromVotes):
 
     def __init__(self, *args: Any, soft: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(soft, bool):
-            raise ConfigError(f"soft={soft!r} must be true or false")
+        check_flag("soft", soft)
         if soft and not self.probabilistic:
             raise ConfigError(
                 f"soft=true: crowd-kit's {type(self).__name__} gives no class probabilities,"

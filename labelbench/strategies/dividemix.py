@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.strategies.coteaching import TwoNetworks
 from labelbench.strategies.lightning import LabelModule, MinibatchStream
 from labelbench.strategies.semi import linear_rampup, mixup, sharpen, soft_cross_entropy
@@ -322,9 +322,7 @@ class DivideMix(TwoNetworks):
         self.period = period
         self.warmup_periods = check_int("warmup_periods", warmup_periods, unit="periods")
         self.rampup_periods = check_int("rampup_periods", rampup_periods, unit="periods")
-        if not isinstance(conf_penalty, bool):
-            raise ConfigError(f"conf_penalty={conf_penalty!r} must be true or false")
-        self.conf_penalty = conf_penalty
+        self.conf_penalty = check_flag("conf_penalty", conf_penalty)
         if self.recipe.ema_decay is not None:
             raise ConfigError(
                 f"ema_decay={self.recipe.ema_decay}: dividemix predicts with both networks'"

@@ -35,11 +35,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from labelbench.config import check_number
+from labelbench.config import check_flag, check_number
 from labelbench.strategies.semi import (
     WeakStrong,
     WeakStrongModule,
-    check_flag,
     confidence_mask,
     ema_,
     masked_cross_entropy,

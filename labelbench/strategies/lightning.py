@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.models import takes_images
@@ -530,8 +530,7 @@ class LightningStrategy(Strategy):
             )
         if selection not in SELECTIONS:
             raise ConfigError(f"selection={selection!r} is not one of {', '.join(SELECTIONS)}")
-        if not isinstance(no_decay_norm_bias, bool):
-            raise ConfigError(f"no_decay_norm_bias={no_decay_norm_bias!r} must be true or false")
+        check_flag("no_decay_norm_bias", no_decay_norm_bias)
         if augment is not None and not isinstance(augment, Augment):
             raise ConfigError(
                 f"augment={augment!r} must be an augmentation (strategy/augment=by_modality,"

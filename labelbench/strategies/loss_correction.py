@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labelbench.config import ConfigError
+from labelbench.config import ConfigError, check_flag
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.lightning import LightningStrategy, NetPredictor, sub_checkpoint
 from labelbench.strategies.losses import CrossEntropy, Loss
@@ -165,9 +165,7 @@ class LossCorrection(LightningStrategy):
         else:
             self.matrix = given_transition(transition, invertible=self.correction == "backward")
             self.transition = "given"
-        if not isinstance(filter_outlier, bool):
-            raise ConfigError(f"filter_outlier={filter_outlier!r} must be true or false")
-        self.filter_outlier = filter_outlier
+        self.filter_outlier = check_flag("filter_outlier", filter_outlier)
         self.upper_bound = self.transition == "known"
 
     def check(self, pool: LabelPool, task) -> None:

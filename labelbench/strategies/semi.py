@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
@@ -99,13 +99,6 @@ def kept_batch_norm_stats(net: nn.Module) -> Iterator[None]:
     finally:
         for m, state in zip(norms, saved, strict=True):
             m.load_state_dict(state)
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """`value` if it is a bool, else a ConfigError: 'use_quantile=1 must be true or false'."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} must be true or false")
-    return value
 
 
 class SemiSupervisedModule(LabelModule):

@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from labelbench.config import check_number
+from labelbench.config import check_flag, check_number
 from labelbench.strategies.semi import (
     WeakStrong,
     WeakStrongModule,
-    check_flag,
     ema_,
     masked_cross_entropy,
 )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelbench.config import ConfigError, check_int, check_number
+from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.labels.pool import LabelPool
 from labelbench.strategies.aggregate import (
     TIES,
@@ -116,9 +116,7 @@ class DawidSkene(FromVotes):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(soft, bool):
-            raise ConfigError(f"soft={soft!r} must be true or false")
-        self.soft = soft
+        self.soft = check_flag("soft", soft)
         self.max_iter = check_int("max_iter", max_iter, least=1, unit="EM iterations")
         self.tol = check_number("tol", tol, "(0, inf)")
         self.smoothing = check_number("smoothing", smoothing, "(0, inf)")
