@@ -11,6 +11,10 @@ class CLIError(Exception):
     """Bad input: printed as one `labelbench: error: ...` line, exit code 2."""
 
 
+class RunsFailed(Exception):
+    """Some runs of a sweep failed (their records say why): one line, exit code 1."""
+
+
 def _filters(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -83,18 +87,87 @@ def load_boards(args: argparse.Namespace):
     return loaded, boards
 
 
+def compare_published(args: argparse.Namespace, boards: list) -> list:
+    """With --published: the published values put beside the boards' cells; returns the
+    published cells no table shows. Notes go to stderr."""
+    if args.published is None:
+        return []
+    from labelbench.results.published import PublishedError, compare, load_published, resolve_paths
+
+    for flag, value in (("--tolerance", args.tolerance), ("--tolerance-sd", args.tolerance_sd)):
+        if not value >= 0:
+            raise CLIError(f"{flag} {value:g}: must be a number >= 0")
+    try:
+        published = load_published(resolve_paths(args.published))
+    except PublishedError as e:
+        raise CLIError(str(e)) from None
+    found = compare(boards, published, args.tolerance, args.tolerance_sd, _filters(args.filter))
+    for note in found.notes:
+        print(f"labelbench: {note}", file=sys.stderr)
+    return found.not_run
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from labelbench.results.render import RENDERERS
 
     _, boards = load_boards(args)
-    write_output(RENDERERS[args.format](boards), args.out)
+    not_run = compare_published(args, boards)
+    if not_run and args.format in ("csv", "json"):  # one line per cell: they have no place
+        print(
+            f"labelbench: published, not run: {len(not_run)} published cell(s) match no cell of"
+            " these tables (--format md lists them)",
+            file=sys.stderr,
+        )
+    write_output(RENDERERS[args.format](boards, not_run=not_run), args.out)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from labelbench.results.dashboard import render_dashboard
 
     loaded, boards = load_boards(args)
-    write_output(render_dashboard(loaded, boards, filters=_filters(args.filter)), args.out)
+    not_run = compare_published(args, boards)
+    write_output(
+        render_dashboard(loaded, boards, filters=_filters(args.filter), not_run=not_run), args.out
+    )
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from labelbench import presets
+    from labelbench.config import ConfigError
+
+    try:
+        presets.get(args.preset)
+    except presets.PresetError as e:
+        raise CLIError(str(e)) from None
+    for line in args.overrides:
+        if line.split("=", 1)[0].lstrip("+~") in ("paths.results_dir", "experiment"):
+            raise CLIError(f"{line}: reproduce sets this itself (use --results for the store)")
+    store = Path(args.results or Path("results") / "reproduce" / args.preset)
+    try:
+        if not presets.expand(args.preset, args.overrides):
+            raise CLIError(
+                f"{' '.join(args.overrides)} leaves no run of {args.preset}"
+                f" (its sweeps: {'; '.join(presets.commands(args.preset))})"
+            )
+    except presets.PresetError as e:
+        raise CLIError(str(e)) from None
+    if args.dry_run:
+        try:
+            runs = presets.plan(args.preset, store, args.overrides)
+        except (ConfigError, presets.PresetError) as e:
+            raise CLIError(str(e)) from None
+        sys.stdout.write(presets.dry_run_text(args.preset, runs, args.overrides))
+        return
+    codes = presets.run_sweeps(args.preset, store, args.overrides)
+    if 2 in codes:  # a command line labelbench-run refused (its line is above): no page
+        raise CLIError(f"{args.preset}: a sweep's command line was refused; nothing written")
+    try:
+        text = presets.page(args.preset, store, args.overrides)
+    except presets.PresetError as e:
+        raise CLIError(str(e)) from None
+    write_output(text, args.out or str(Path("results") / "reproduce" / f"{args.preset}.md"))
+    if any(codes):
+        raise RunsFailed(f"{args.preset}: some runs failed (exit codes {codes}); see the page")
 
 
 def _add_board_options(p: argparse.ArgumentParser) -> None:
@@ -139,6 +212,33 @@ def _add_board_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_published_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--published",
+        nargs="*",
+        metavar="PATH",
+        help="put the published numbers beside ours: CSV files or folders of them (no PATH:"
+        " the project's results/published/). A cell with a published value shows 'pub v ± s"
+        " Δd' (d = ours - published), flagged ⚑ when |d| > --tolerance-sd x the published"
+        " spread, or > --tolerance where the source gives none. It takes the words after it:"
+        " give RESULTS_DIR first",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="with --published: the largest |ours - published| in the metric's units where"
+        " the source gives no spread (default: 0.02, 2 points of accuracy)",
+    )
+    p.add_argument(
+        "--tolerance-sd",
+        type=float,
+        default=2.0,
+        help="with --published: the largest |ours - published| in multiples of the source's"
+        " spread (std), where it gives one (default: 2.0)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelbench",
@@ -149,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "leaderboard", help="tables of a metric across strategies, regimes and budgets"
     )
     _add_board_options(p)
+    _add_published_options(p)
     p.add_argument("--format", choices=("md", "csv", "tex", "json", "html"), default="md")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_leaderboard)
@@ -156,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard", help="one self-contained HTML page: leaderboards, curves, failures, configs"
     )
     _add_board_options(p)
+    _add_published_options(p)
     p.add_argument(
         "--out",
         metavar="FILE",
@@ -163,6 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="(default: results/dashboard.html)",
     )
     p.set_defaults(func=cmd_dashboard)
+    p = sub.add_parser(
+        "reproduce",
+        help="run an experiment preset's sweeps, then write its page: our table beside the"
+        " published numbers",
+        description="Run every sweep of an experiment preset (conf/experiment/PRESET.yaml) on"
+        " any launcher, resumable (runs already recorded are skipped), then write"
+        " results/reproduce/PRESET.md: the leaderboard with the published numbers"
+        " (results/published/PRESET.csv) beside ours, the date, the commit and the commands.",
+    )
+    p.add_argument(
+        "preset", help="an experiment preset, e.g. classic_ssl_cifar10, repro_ssl_digits"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="passed to every labelbench-run sweep, e.g. launcher=slurm trainer=gpu",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs (done or to do), the commands and the compute they need; run nothing",
+    )
+    p.add_argument(
+        "--results",
+        metavar="DIR",
+        help="record store of the runs (default: results/reproduce/PRESET)",
+    )
+    p.add_argument("--out", metavar="FILE", help="the page (default: results/reproduce/PRESET.md)")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
@@ -173,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"labelbench: error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:
+        print(f"labelbench: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -151,17 +151,23 @@ def build(cfg: DictConfig, key: str) -> Components:
     )
 
 
-def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | None:
-    """Train and evaluate one configuration and write its record.
+@dataclass
+class Prepared:
+    """A run up to its fit: components built, data loaded and shaped by the regime, the
+    labels bought, the model and strategy checked against them."""
 
-    Raises ConfigError (and writes nothing) for bad configuration, including a budget that
-    does not fit the data. Any failure after that is written as a `failed` record. A fit
-    that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
-    evaluates, writes the record and returns it; the other ranks return None."""
+    parts: Components
+    task: Any  # TaskData, as the regime shapes it
+    labeler: Any  # labels.reveal.Labeler
+    pool: Any  # LabelPool: what the whole budget buys (active learning: a preview)
+    rounds: bool  # active learning: the strategy buys as it goes
+
+
+def prepare(cfg: DictConfig, key: str) -> Prepared:
+    """Everything a run does before its fit; raises ConfigError naming the first bad value
+    (a budget that does not fit the data included)."""
     from labelbench.labels.reveal import Labeler, reveal, shape
 
-    t_start = time.perf_counter()
-    key = run_key(cfg)
     parts = build(cfg, key)
     with config_group("dataset"):
         task = parts.source.load(cfg.split_seed)
@@ -183,6 +189,22 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         from labelbench.labels import Clean, Full
 
         parts.strategy.oracle_pool, _ = reveal(task, Clean(), Full(), cfg.seed, cfg.split_seed)
+    return Prepared(parts, task, labeler, pool, rounds)
+
+
+def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | None:
+    """Train and evaluate one configuration and write its record.
+
+    Raises ConfigError (and writes nothing) for bad configuration, including a budget that
+    does not fit the data. Any failure after that is written as a `failed` record. A fit
+    that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
+    evaluates, writes the record and returns it; the other ranks return None."""
+    t_start = time.perf_counter()
+    key = run_key(cfg)
+    prepared = prepare(cfg, key)
+    parts, task, labeler, pool, rounds = (
+        prepared.parts, prepared.task, prepared.labeler, prepared.pool, prepared.rounds,
+    )  # fmt: skip
     timings = {"load_s": time.perf_counter() - t_start}
     checkpoint = Checkpointing(
         Path(cfg.paths.results_dir) / "checkpoints" / key, int(cfg.checkpoint.every_steps)

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labelbench.results.leaderboard import (
     LABEL_OF,
@@ -25,6 +25,9 @@ from labelbench.results.leaderboard import (
 )
 from labelbench.results.render import html_tables
 from labelbench.results.table import CHOICES, RecordRows
+
+if TYPE_CHECKING:
+    from labelbench.results.published import Published
 
 MAX_RUNS = 2000  # runs whose config is shown; the rest are counted, not rendered
 MAX_FAILED = 500
@@ -65,6 +68,8 @@ tbody th{font-weight:600;white-space:nowrap}
 .board td{white-space:nowrap;font-variant-numeric:tabular-nums;font-size:13px}
 .board td b{color:#0b3d91}
 .legend{color:var(--muted);font-size:12.5px;max-width:1100px}
+.board td.outside{background:#fdecea}
+.board td[title]{cursor:help}
 .charts{display:flex;flex-wrap:wrap;gap:18px}
 figure{width:min-content;margin:0;border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fff}
 figcaption{font-weight:600;margin-bottom:6px}
@@ -92,10 +97,12 @@ def render_dashboard(
     max_runs: int = MAX_RUNS,
     generated: str | None = None,
     filters: dict[str, str] | None = None,
+    not_run: Sequence[Published] = (),
 ) -> str:
     """The whole dashboard as one HTML document (a string). Counts and the run list cover
     the runs in `boards` (pass the leaderboards' `filters` to drop seed/status filtered runs
-    too); unreadable records are all reported."""
+    too); unreadable records are all reported. Published values compared into the boards
+    (published.compare) show in their cells, `not_run` under the leaderboards."""
     metric = boards[0].metric if boards else "test/acc"
     rows = in_view(loaded.rows, boards, filters)
     colours = _colours(boards)
@@ -108,7 +115,7 @@ def render_dashboard(
         f"<style>{CSS}</style></head><body>",
         _header(loaded, rows, boards, metric, when),
         '<h2 id="leaderboards">Leaderboards</h2>',
-        html_tables(boards) if boards else '<p class="muted">No leaderboard: no runs.</p>',
+        html_tables(boards, not_run) if boards else '<p class="muted">No leaderboard: no runs.</p>',
         '<h2 id="curves">Budget curves</h2>',
         _curves(boards, colours),
         '<h2 id="failed">Failed runs</h2>',

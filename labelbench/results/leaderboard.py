@@ -308,6 +308,11 @@ class Leaderboard:
     alpha: float = ALPHA
     # (row key, col key, row) of every run placed in the table, model-free rows included
     entries: list[tuple] = field(default_factory=list, repr=False)
+    # (row key, col key) -> published.Comparison, set by published.compare; None: no
+    # comparison asked for (the renderers then show nothing of it)
+    published: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] | None = field(
+        default=None, repr=False
+    )
 
     def cell(self, row: tuple[str, ...], col: tuple[str, ...]) -> Cell:
         return self.cells.get((row, col)) or Cell()

@@ -7,6 +7,7 @@ import html
 import io
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from labelbench.results.leaderboard import (
     IGNORED_KEYS,
@@ -18,8 +19,14 @@ from labelbench.results.leaderboard import (
     natural,
 )
 
+if TYPE_CHECKING:
+    from labelbench.results.published import Comparison, Published
+
 FORMATS = ("md", "csv", "tex", "json", "html")
 BETTER, WORSE, SHORT, FAILED, DUPLICATE, IMPROVING = "▲", "▼", "†", "✗", "‡", "↗"
+OUTSIDE = "⚑"  # ours differs from the published value by more than the tolerance
+SHOW_SOURCES = 3  # sources named under a table ...
+SOURCE_CHARS = 60  # ... each cut to this many characters (the CSV and tooltips keep it all)
 
 
 def _key(parts: Sequence[str]) -> str:
@@ -66,7 +73,52 @@ def legend(lb: Leaderboard) -> str:
             f"(model {NO_MODEL}): a strategy that trains no network; its runs do not depend on the"
             " model and are shown in every model's table"
         )
+    if lb.published:
+        parts.append(_published_legend(next(iter(lb.published.values()))))
     return "; ".join(parts)
+
+
+def _published_legend(c: Comparison) -> str:
+    return (
+        "pub v ± s Δd: the published value (± its spread, where the source gives one) and ours"
+        f" − published; {OUTSIDE}: outside tolerance, |Δ| > {c.tolerance_sd:g} × the published"
+        f" spread, or > {c.tolerance:g} where the source gives none"
+    )
+
+
+def published_text(c: Comparison) -> str:
+    """'pub 0.917 ± 0.018 Δ-0.005', 'pub 0.917 Δ+0.031 ⚑'; 'pub 0.917' without our value."""
+    p = c.published
+    out = f"pub {fmt(p.value)}" + (f" ± {fmt(p.spread)}" if p.spread is not None else "")
+    if c.delta is not None:
+        out += f" Δ{c.delta:+.3f}" + (f" {OUTSIDE}" if c.flagged else "")
+    return out
+
+
+def published_line(lb: Leaderboard) -> str | None:
+    """'published: 4 cells compared, 1 outside tolerance; sources: ...' (None: nothing
+    published in this table)."""
+    if not lb.published:
+        return None
+    found = list(lb.published.values())
+    compared = [c for c in found if c.delta is not None]
+    outside = sum(c.flagged for c in compared)
+    unrun = len(found) - len(compared)
+    sources = [
+        s if len(s) <= SOURCE_CHARS else s[: SOURCE_CHARS - 1] + "…"
+        for s in dict.fromkeys(c.published.source for c in found)
+    ]
+    more = f" and {len(sources) - SHOW_SOURCES} more" if len(sources) > SHOW_SOURCES else ""
+    return (
+        f"published: {len(compared)} cell{'s' if len(compared) != 1 else ''} compared"
+        + (f" ({unrun} more without an ok run)" if unrun else "")
+        + f", {outside} outside tolerance; sources: {'; '.join(sources[:SHOW_SOURCES])}{more}"
+    )
+
+
+def not_run_lines(not_run: Sequence[Published]) -> list[str]:
+    """The published cells no table shows, one line each."""
+    return [f"{p.where()}: {p.metric} {fmt(p.value)} ({p.path}:{p.line})" for p in not_run]
 
 
 def _duplicates_legend(lb: Leaderboard) -> str:
@@ -137,11 +189,15 @@ def _extra_values(lb: Leaderboard, rk: tuple[str, ...]) -> list[str]:
 def _matrix(lb: Leaderboard, bold: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
     head = ["/".join(lb.row_fields), *(_key(ck) for ck in lb.cols), *_extra_headers(lb)]
     body = []
+    compared = lb.published or {}
     for rk in lb.rows:
         name = lb.row_name(rk) + (" (baseline)" if rk == lb.baseline else "")
-        body.append(
-            [name, *(cell_text(lb.cell(rk, ck), bold) for ck in lb.cols), *_extra_values(lb, rk)]
-        )
+        cells = [
+            cell_text(lb.cell(rk, ck), bold)
+            + (f" · {published_text(c)}" if (c := compared.get((rk, ck))) else "")
+            for ck in lb.cols
+        ]
+        body.append([name, *cells, *_extra_values(lb, rk)])
     return head, body
 
 
@@ -151,11 +207,16 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
     return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]
 
 
-def to_markdown(boards: list[Leaderboard], failed_limit: int = 10) -> str:
+def to_markdown(
+    boards: list[Leaderboard], failed_limit: int = 10, not_run: Sequence[Published] = ()
+) -> str:
+    """`not_run`: published cells no table shows (from published.compare), listed last."""
     out: list[str] = []
     for lb in boards:
         head, body = _matrix(lb, ("**", "**"))
         out += [f"### {title(lb)}", "", *_md_table(head, body), "", legend(lb), ""]
+        if (line := published_line(lb)) is not None:
+            out += [line, ""]
         if lb.warnings:
             out += ["Warnings:", *(f"- {w}" for w in lb.warnings), ""]
         pareto = [p for p in lb.costs if p.pareto]
@@ -172,6 +233,11 @@ def to_markdown(boards: list[Leaderboard], failed_limit: int = 10) -> str:
             if len(lb.failed_runs) > failed_limit:
                 out.append(f"- ... and {len(lb.failed_runs) - failed_limit} more")
             out.append("")
+    if not_run:
+        out += [
+            f"published, not run ({len(not_run)}):",
+            *(f"- {x}" for x in not_run_lines(not_run)),
+        ]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -180,13 +246,28 @@ CSV_COLUMNS = [
     "best", "delta_vs_baseline", "p_value", "significance", "avg_rank", "borda", "aubc",
     "labels_to_target", "label_cost", "pareto",
 ]  # fmt: skip
+# after CSV_COLUMNS when published values were compared (empty where a cell has none)
+PUBLISHED_COLUMNS = [
+    "published", "published_spread", "published_delta", "outside_tolerance", "published_source",
+]  # fmt: skip
 
 
-def to_csv(boards: list[Leaderboard]) -> str:
-    """Long format: one line per cell, with the row's rank and efficiency repeated."""
+def _published_values(c: Comparison | None) -> list:
+    if c is None:
+        return ["", "", "", "", ""]
+    flag = "" if c.delta is None else int(c.flagged)
+    p = c.published
+    return [_num(p.value), _num(p.spread), _num(c.delta), flag, p.source]
+
+
+def to_csv(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
+    """Long format: one line per cell, with the row's rank and efficiency repeated; the
+    PUBLISHED_COLUMNS too where published values were compared. `not_run` is not listed
+    here (one line per cell shown)."""
+    with_published = any(lb.published is not None for lb in boards)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + PUBLISHED_COLUMNS if with_published else CSV_COLUMNS)
     for lb in boards:
         scope = " ".join(f"{k}={v}" for k, v in lb.scope.items())
         costs = {(p.row, p.col): p for p in lb.costs}
@@ -207,6 +288,9 @@ def to_csv(boards: list[Leaderboard]) -> str:
                 ]
                 eff = lb.efficiency.get((rk, ck[:b] + ck[b + 1 :])) if b is not None else None
                 cost = costs.get((rk, ck))
+                extra = (
+                    _published_values((lb.published or {}).get((rk, ck))) if with_published else []
+                )
                 writer.writerow([
                     scope, lb.row_name(rk), _key(ck), lb.metric, lb.direction,
                     _num(cell.mean), _num(cell.std), cell.n, " ".join(map(str, sorted(cell.values))),
@@ -214,6 +298,7 @@ def to_csv(boards: list[Leaderboard]) -> str:
                     cell.significance, _num(lb.avg_rank[rk]), f"{lb.borda[rk]:g}",
                     _num(eff.aubc if eff else None), eff.labels_to_target if eff and eff.labels_to_target is not None else "",
                     _num(cost.cost if cost else None), int(cost.pareto) if cost else "",
+                    *extra,
                 ])  # fmt: skip
     return buf.getvalue()
 
@@ -228,8 +313,9 @@ def _tex_escape(text: str) -> str:
     return "".join(table.get(c, c) for c in text)
 
 
-def to_tex(boards: list[Leaderboard]) -> str:
-    """booktabs tables; best cells in bold; needs \\usepackage{booktabs} (and amssymb for ▲▼)."""
+def to_tex(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
+    """booktabs tables; best cells in bold; needs \\usepackage{booktabs} (and amssymb for ▲▼);
+    cells outside the published tolerance marked $^{!}$."""
     out = []
     for lb in boards:
         head, body = _matrix(lb, ("\x00", "\x01"))  # placeholders survive escaping
@@ -239,10 +325,17 @@ def to_tex(boards: list[Leaderboard]) -> str:
             .replace("Δ", r"$\Delta$").replace(SHORT, r"$^\dagger$").replace(FAILED, r"$\times$")
             .replace("→", r"$\rightarrow$").replace("–", "--")
             .replace(DUPLICATE, r"$^\ddagger$").replace(IMPROVING, r"$\nearrow$")
+            .replace(OUTSIDE, r"$^{!}$").replace("·", r"$\cdot$")
         )  # fmt: skip
+        line = published_line(lb)
         out += [
             f"% {title(lb)}",
             *(f"% warning: {w}" for w in lb.warnings),
+            *(
+                [f"% {line}", f"% {_published_legend(c).replace(OUTSIDE, '$^{!}$')}"]
+                if line and lb.published and (c := next(iter(lb.published.values())))
+                else []
+            ),
             r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
             r"\toprule",
             " & ".join(fix(h) for h in head) + r" \\",
@@ -252,10 +345,28 @@ def to_tex(boards: list[Leaderboard]) -> str:
             r"\end{tabular}",
             "",
         ]
+    if not_run:
+        out += [
+            f"% published, not run ({len(not_run)}):",
+            *(f"%   {x}" for x in not_run_lines(not_run)),
+        ]
     return "\n".join(out)
 
 
-def to_json(boards: list[Leaderboard]) -> str:
+def to_json(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
+    """A list of tables; with published values compared, each cell has the published_*
+    keys (null where it has none). `not_run` is not listed here (the list is of tables)."""
+
+    def published(lb: Leaderboard, rk: tuple[str, ...], ck: tuple[str, ...]) -> dict:
+        if lb.published is None:
+            return {}
+        c = lb.published.get((rk, ck))
+        if c is None:
+            return dict.fromkeys(PUBLISHED_COLUMNS)
+        return {"published": c.published.value, "published_spread": c.published.spread,
+                "published_delta": c.delta, "outside_tolerance": None if c.delta is None else c.flagged,
+                "published_source": c.published.source}  # fmt: skip
+
     def cell(c: Cell) -> dict:
         return {"mean": c.mean, "std": c.std, "n": c.n, "values": {str(s): v for s, v in sorted(c.values.items())},
                 "failed": c.failed, "duplicates": c.duplicates, "short": c.short, "missing": c.missing, "best": c.best, "delta": c.delta,
@@ -270,7 +381,7 @@ def to_json(boards: list[Leaderboard]) -> str:
             "baseline": "/".join(lb.baseline) if lb.baseline else None,
             "rows": [
                 {"row": lb.row_name(rk), "avg_rank": lb.avg_rank[rk], "borda": lb.borda[rk],
-                 "cells": {_key(ck): cell(lb.cell(rk, ck)) for ck in lb.cols},
+                 "cells": {_key(ck): cell(lb.cell(rk, ck)) | published(lb, rk, ck) for ck in lb.cols},
                  "efficiency": {_key(g): {"aubc": e.aubc, "target": e.target, "labels_to_target": e.labels_to_target,
                                           "curve": [{"labels": x, "mean": m, "std": s, "n": n} for x, m, s, n in e.curve]}
                                 for g in lb.groups if (e := lb.efficiency.get((rk, g)))}}
@@ -284,8 +395,10 @@ def to_json(boards: list[Leaderboard]) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
-def html_tables(boards: list[Leaderboard]) -> str:
-    """The leaderboards as HTML <table>s; every string from a record is escaped."""
+def html_tables(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
+    """The leaderboards as HTML <table>s; every string from a record or a published CSV is
+    escaped. A cell with a published value carries it in its tooltip (as the source prints
+    it, and the source) and the class `outside` when it is outside the tolerance."""
     esc = html.escape
     out = []
     for lb in boards:
@@ -297,13 +410,19 @@ def html_tables(boards: list[Leaderboard]) -> str:
             + "".join(f"<th>{esc(h)}</th>" for h in head)
             + "</tr></thead><tbody>"
         )
-        for row in body:
-            out.append(
-                "<tr>"
-                + f"<th>{esc(row[0])}</th>"
-                + "".join(f"<td>{fix(c)}</td>" for c in row[1:])
-                + "</tr>"
-            )
+        compared = lb.published or {}
+        for rk, row in zip(lb.rows, body, strict=True):
+            tds = []
+            for j, text in enumerate(row[1:]):
+                c = compared.get((rk, lb.cols[j])) if j < len(lb.cols) else None
+                if c is None:
+                    tds.append(f"<td>{fix(text)}</td>")
+                    continue
+                p = c.published
+                tip = f"published: {p.reported or fmt(p.value)} — {p.source}"
+                attrs = f' title="{esc(tip)}"' + (' class="outside"' if c.flagged else "")
+                tds.append(f"<td{attrs}>{fix(text)}</td>")
+            out.append(f"<tr><th>{esc(row[0])}</th>{''.join(tds)}</tr>")
         warnings = (
             '<div class="note warnings"><b>Warnings:</b><ul>'
             + "".join(f"<li>{esc(w)}</li>" for w in lb.warnings)
@@ -311,15 +430,26 @@ def html_tables(boards: list[Leaderboard]) -> str:
             if lb.warnings
             else ""
         )
-        out.append(f'</tbody></table><p class="legend">{esc(legend(lb))}</p>{warnings}</section>')
+        line = published_line(lb)
+        line = f'<p class="legend published">{esc(line)}</p>' if line else ""
+        out.append(
+            f'</tbody></table><p class="legend">{esc(legend(lb))}</p>{line}{warnings}</section>'
+        )
+    if not_run:
+        out.append(
+            f'<section class="board not-run"><h3>published, not run ({len(not_run)})</h3><ul>'
+            + "".join(f"<li>{esc(x)}</li>" for x in not_run_lines(not_run))
+            + "</ul></section>"
+        )
     return "\n".join(out)
 
 
-def to_html(boards: list[Leaderboard]) -> str:
+def to_html(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
+    outside = "td.outside{background:#fdecea}" if any(lb.published for lb in boards) else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>labelbench leaderboard</title>"
-        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-        f"</head><body>{html_tables(boards)}</body></html>\n"
+        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        f"{outside}</style></head><body>{html_tables(boards, not_run)}</body></html>\n"
     )
 
 
