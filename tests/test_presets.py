@@ -8,6 +8,8 @@ second code path); `labelbench reproduce` end to end on a CPU twin, its dry run 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 import torch
@@ -24,6 +26,24 @@ N_TRAIN = 240  # stand-in training items: room for DivideMix's and co-teaching's
 
 def test_every_preset_yaml_is_registered_and_every_registered_preset_has_one():
     assert set(YAMLS) == set(presets.PRESETS)
+
+
+# The papers' protocols and their CPU twins: the header of each YAML lists the
+# `labelbench-run -m` lines of its sweeps (the digits presets' headers show usage examples).
+DOCUMENTED = [n for n in YAMLS if "cifar" in n or n.startswith("repro_")]
+
+
+def header_sweeps(name: str) -> list[list[str]]:
+    """The `labelbench-run -m ...` lines of the preset YAML's header, as shlex reads them."""
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+    return [shlex.split(m) for m in re.findall(r"^#\s+labelbench-run -m (.*)$", text, re.M)]
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_the_header_documents_the_registrys_sweeps(name):
+    """What `labelbench reproduce` runs is what the preset's header says, in order."""
+    want = [[f"experiment={name}", *sweep] for sweep in presets.PRESETS[name].sweeps]
+    assert header_sweeps(name) == want
 
 
 def first_runs(name: str) -> list[list[str]]:

@@ -12,7 +12,6 @@ import collections
 import csv
 import math
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -212,16 +211,6 @@ CSV_COLUMNS = [
 ]
 
 
-def header_sweeps(preset: str) -> list[list[str]]:
-    """The `labelbench-run -m ...` lines of the preset YAML's header, as shlex reads them."""
-    lines = []
-    for line in (EXPERIMENTS / f"{preset}.yaml").read_text().splitlines():
-        m = re.match(r"#\s+labelbench-run -m (.*)$", line)
-        if m:
-            lines.append(shlex.split(m.group(1)))
-    return lines
-
-
 def seeds_of(preset: str) -> list[int]:
     """The seeds of the preset's grid (hydra.sweeper.params)."""
     return sorted(int(s) for s in presets.grid_params(preset)["seed"].split(","))
@@ -290,14 +279,6 @@ def test_the_registry_starts_with_the_grid(preset):
     sweeps = presets.PRESETS[preset].sweeps
     assert sweeps and sweeps[0] == (), "the first sweep should run the YAML's grid alone"
     assert seeds_of(preset) == SOURCE[preset]["seeds"]
-
-
-@pytest.mark.parametrize("preset", PRESETS)
-def test_the_header_documents_the_registrys_sweeps(preset):
-    """The YAML's header lists the `labelbench-run -m` lines that `labelbench reproduce` runs,
-    in the registry's order."""
-    want = [[f"experiment={preset}", *sweep] for sweep in presets.PRESETS[preset].sweeps]
-    assert header_sweeps(preset) == want
 
 
 @pytest.mark.parametrize("preset", PRESETS)

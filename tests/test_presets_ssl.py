@@ -11,8 +11,6 @@ import csv
 import functools
 import itertools
 import math
-import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,7 +25,7 @@ from labelbench import presets
 from labelbench.config import choices_from
 from labelbench.overrides import Composer, check_run
 from labelbench.results.published import load_published
-from labelbench.run import CONF_DIR, compose
+from labelbench.run import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "results" / "published"
@@ -225,16 +223,6 @@ def close(have: Any, want: Any) -> bool:
     return type(have) is type(want) and have == want
 
 
-def header_sweeps(preset: str) -> list[list[str]]:
-    """The `labelbench-run -m ...` lines of the preset YAML's header, as shlex reads them."""
-    lines = []
-    for line in (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines():
-        m = re.match(r"#\s+labelbench-run -m (.*)$", line)
-        if m:
-            lines.append(shlex.split(m.group(1)))
-    return lines
-
-
 # -- the grid and the sweeps -------------------------------------------------------------------
 @pytest.mark.parametrize("preset", PRESETS)
 def test_the_grid_holds_the_strategies_whose_defaults_are_usbs(preset):
@@ -260,14 +248,6 @@ def test_the_sweeps_run_the_source_table_once(preset):
     table = itertools.product(STRATEGIES, PRESETS[preset]["budgets"], SHARED["seeds"])
     assert set(done) == set(table)
     assert set(done.values()) == {1}, "a cell is run by two sweeps"
-
-
-@pytest.mark.parametrize("preset", PRESETS)
-def test_the_header_documents_the_registrys_sweeps(preset):
-    """The YAML's header lists the `labelbench-run -m` lines that `labelbench reproduce` runs,
-    in the registry's order."""
-    want = [[f"experiment={preset}", *sweep] for sweep in presets.PRESETS[preset].sweeps]
-    assert header_sweeps(preset) == want
 
 
 # -- the settings ------------------------------------------------------------------------------
