@@ -142,7 +142,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     for line in args.overrides:
         if line.split("=", 1)[0].lstrip("+~") in ("paths.results_dir", "experiment"):
             raise CLIError(f"{line}: reproduce sets this itself (use --results for the store)")
-    store = Path(args.results or Path("results") / "reproduce" / args.preset)
+    store = Path(args.results or Path("results") / "reproduce" / args.preset).resolve()
     try:
         if not presets.expand(args.preset, args.overrides):
             raise CLIError(
@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="passed to every labelbench-run sweep, e.g. launcher=slurm trainer=gpu",
+        help="overrides for every labelbench-run sweep (launcher=slurm trainer=gpu); a key the"
+        " preset sweeps narrows it to the values given (strategy=fixmatch seed=0)",
     )
     p.add_argument(
         "--dry-run",

@@ -211,16 +211,10 @@ PRESETS: dict[str, Preset] = {
         "pool with DivideMix's symmetric noise of 20/50/80% (rates 0.18/0.45/0.72) and "
         "asymmetric (mnist map) 40%; cross-entropy, GCE, SCE, ELR, Co-teaching, DivideMix, "
         "3 seeds; and cross-entropy at 40% symmetric noise, beside the asymmetric column.",
-        # + cross-entropy at 40% symmetric noise, beside the asymmetric 40% column (the
-        # published trend: asymmetric noise of a rate hurts cross-entropy less)
         (*_dividemix_protocol("mnist", ramp=230), ("strategy=supervised", "regime.rate=0.4")),
         board=("--baseline", "supervised[schedule=step]"),
     ),
 }  # fmt: skip
-
-
-def names() -> list[str]:
-    return list(PRESETS)
 
 
 def get(name: str) -> Preset:

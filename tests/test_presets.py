@@ -51,10 +51,13 @@ def first_runs(name: str) -> list[list[str]]:
     return [presets.expand_sweep(name, sweep)[0] for sweep in presets.get(name).sweeps]
 
 
-# The first sweep of every preset in the default suite, the others (each sweep's first
-# run: its own overrides) marked slow.
+# The first sweep of every protocol preset and twin in the default suite (the stand-in
+# path), the other sweeps (each sweep's first run: its own overrides) and the digits
+# presets (their runs are exercised throughout the suite) marked slow.
 CASES = [
-    pytest.param(name, run, marks=() if i == 0 else pytest.mark.slow, id=" ".join(run))
+    pytest.param(
+        name, run, marks=() if i == 0 and name in DOCUMENTED else pytest.mark.slow, id=" ".join(run)
+    )  # fmt: skip
     for name in YAMLS
     for i, run in enumerate(first_runs(name))
 ]
