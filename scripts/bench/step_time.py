@@ -19,6 +19,7 @@ so in its device column. With a GPU, `--trainer gpu` measures there.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import platform
 import sys
@@ -37,6 +38,10 @@ SAME_COST = {
     "classic_ssl_svhn": "classic_ssl_cifar10",
     "noise_cifar100": "noise_cifar10",
 }
+# Methods whose first steps are a cheaper warm-up: measured past it. DivideMix warms up
+# with cross-entropy for 10 (CIFAR-100: 30) epochs, then trains both networks on MixMatch
+# batches every step (its per-epoch division, a pass over the pool, is not counted).
+PAST_WARMUP = {"dividemix": ["strategy.warmup_periods=0"]}
 N_TRAIN = 1000  # stand-in items: more than one unlabeled batch (mu x 64 = 448)
 COLUMNS = ("preset", "strategy", "model", "device", "seconds_per_step", "steps", "measured",
            "commit", "note")  # fmt: skip
@@ -83,8 +88,11 @@ def cheap_labels(name: str, overrides: list[str]) -> list[str]:
     return ["budget.total=100"]
 
 
-def measure(name: str, k1: int, k2: int, trainer: str, folder: Path) -> list[dict]:
-    """One row per distinct (strategy, model) of the preset's runs (seed 0)."""
+def measure(
+    name: str, k1: int, k2: int, trainer: str, folder: Path, only: set[str] | None = None
+) -> list[dict]:
+    """One row per distinct (strategy, model) of the preset's runs (seed 0); `only`: the
+    methods (names before any '[') to measure, all when None."""
     from labelbench.data.standin import standin_overrides
 
     seen: dict[tuple[str, str], list[str]] = {}
@@ -92,8 +100,11 @@ def measure(name: str, k1: int, k2: int, trainer: str, folder: Path) -> list[dic
         seen.setdefault((run.names["strategy"], run.names["model"]), run.overrides)
     rows = []
     for (strategy, model), overrides in seen.items():
+        if only is not None and strategy.split("[", 1)[0] not in only:
+            continue
         base = standin_overrides(overrides, folder, n_train=N_TRAIN)
         base += [*cheap_labels(name, base), f"trainer={trainer}"]
+        base += PAST_WARMUP.get(strategy.split("[", 1)[0], [])
         with tempfile.TemporaryDirectory() as store:
             t1 = fit_seconds(base, k1, Path(store) / "a")
             t2 = fit_seconds(base, k2, Path(store) / "b")
@@ -110,6 +121,11 @@ def main() -> None:
     parser.add_argument("--steps", default="2,5", help="K1,K2: the two fits' optimizer steps")
     parser.add_argument("--trainer", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--out", default=str(presets.COMPUTE))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="methods to measure (e.g. dividemix); the other rows of --out are kept",
+    )
     args = parser.parse_args()
     k1, k2 = (int(k) for k in args.steps.split(","))
     if not 0 < k1 < k2:
@@ -120,16 +136,26 @@ def main() -> None:
     git = git_info()
     common = {"device": device_name(args.trainer), "measured": datetime.date.today().isoformat(),
               "commit": (git["sha"] or "unknown")[:10], "note": ""}  # fmt: skip
+    only = {m for m in args.only.split(",") if m} or None
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
-            rows += [{**common, **r} for r in measure(name, k1, k2, args.trainer, Path(folder))]
+            rows += [
+                {**common, **r} for r in measure(name, k1, k2, args.trainer, Path(folder), only)
+            ]
     for alias, source in SAME_COST.items():
         if source in names:
             rows += [{**r, "preset": alias, "note": f"as {source}"} for r in rows
                      if r["preset"] == source]  # fmt: skip
     from labelbench.results.atomic import atomic_write
 
+    if only is not None and Path(args.out).is_file():  # keep the rows not measured now
+        with Path(args.out).open(newline="") as f:
+            new = {(r["preset"], r["strategy"], r["model"]) for r in rows}
+            kept = [
+                r for r in csv.DictReader(f) if (r["preset"], r["strategy"], r["model"]) not in new
+            ]
+        rows = kept + rows
     lines = [",".join(COLUMNS)]
     for r in rows:
         lines.append(",".join(_cell(r.get(c, "")) for c in COLUMNS))
