@@ -163,3 +163,13 @@ def refusal_lines(tmp_path: Path, *args: str) -> list[str]:
     assert "Traceback" not in proc.stderr, proc.stderr
     assert not list(results.glob("runs/*.json"))
     return [ln for ln in proc.stderr.splitlines() if ln.startswith("labelbench-run: error:")]
+
+
+def write_records(results: Path, records) -> Path:
+    """Write run records into the store at `results` (atomically, as runs do); `results`."""
+    from labelbench.results.store import RecordStore
+
+    store = RecordStore(results)
+    for r in records:
+        store.write(r)
+    return results

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from labelbench.results import RecordStore, RunRecord
+from conftest import run_cli, write_records
+from labelbench.results import RunRecord
 from labelbench.results.dashboard import render_dashboard
 from labelbench.results.leaderboard import (
     ABSENT,
@@ -81,13 +81,6 @@ def run(
     )  # fmt: skip
 
 
-def write(results: Path, records: list[RunRecord]) -> Path:
-    store = RecordStore(results)
-    for r in records:
-        store.write(r)
-    return results
-
-
 def leaderboard(results: Path, *args: str):
     return run_cli("labelbench", "leaderboard", str(results), *args, cwd=results)
 
@@ -105,11 +98,11 @@ def two_lengths(tmp_path) -> Path:
         for seed in range(3)
     ]
     records += [run("logreg", seed, 0.6) for seed in range(3)]
-    return write(tmp_path / "results", records)
+    return write_records(tmp_path / "results", records)
 
 
 def test_two_csvs_give_two_tables(tmp_path):
-    results = write(
+    results = write_records(
         tmp_path / "results",
         [run(seed=s, dataset=d) for d in ("files[wine]", "files[iris]") for s in range(2)],
     )
@@ -162,7 +155,7 @@ def test_differing_keys_in_json_and_csv(two_lengths):
 
 def test_many_differing_keys_are_cut_short(tmp_path):
     extra = {f"k{i}": i for i in range(5)}
-    results = write(
+    results = write_records(
         tmp_path / "results", [run(seed=0), run(seed=0, max_steps=10, strategy_extra=extra)]
     )
     (lb,) = boards(results)
@@ -220,7 +213,7 @@ def test_config_values_as_rows_and_filters(tmp_path):
         run(seed=0, strategy_extra={"amp": True, "note": None}),
         run(seed=0, max_steps=200, strategy_extra={"amp": False}),
     ]
-    results = write(tmp_path / "results", records)
+    results = write_records(tmp_path / "results", records)
     (lb,) = boards(results, row_fields=("strategy.note",), baseline=None)
     assert lb.rows == [("null",), ("–",)]
     (lb,) = boards(results, filters={"strategy.amp": "true", "model.hidden": "[256]"})
@@ -250,14 +243,16 @@ def test_config_values_as_rows_and_filters(tmp_path):
     ],
 )  # fmt: skip
 def test_unknown_key_refuses_in_one_line(two_lengths, tmp_path, args, line):
-    write(two_lengths, [run(seed=0, dataset="files[iris]")])  # two datasets: dataset.path varies
+    write_records(
+        two_lengths, [run(seed=0, dataset="files[iris]")]
+    )  # two datasets: dataset.path varies
     proc = leaderboard(two_lengths, *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and line in proc.stderr, proc.stderr
 
 
 def test_few_seeds_warning(tmp_path):
-    results = write(
+    results = write_records(
         tmp_path / "results",
         [run(s, seed, 0.7 + 0.01 * seed * (s == "fixmatch")) for s in ("supervised", "fixmatch") for seed in range(3)],
     )  # fmt: skip
@@ -273,7 +268,9 @@ def test_few_seeds_warning(tmp_path):
     (lb,) = boards(results, alpha=0.3)
     assert lb.warnings == []
     assert [min_pairs(a) for a in (0.05, 0.1, 0.01)] == [6, 5, 8]
-    write(results, [run(s, seed, 0.7) for s in ("supervised", "fixmatch") for seed in range(3, 6)])
+    write_records(
+        results, [run(s, seed, 0.7) for s in ("supervised", "fixmatch") for seed in range(3, 6)]
+    )
     assert "Warnings:" not in leaderboard(results).stdout
     data = json.loads(to_json(boards(results)))
     assert data[0]["warnings"] == []
@@ -283,7 +280,7 @@ def test_still_improving_runs_are_marked_and_warned(tmp_path):
     records = [run("supervised", seed, best_step=1500) for seed in range(6)]
     records += [run("fixmatch", seed, best_step=1500 if seed == 0 else 900) for seed in range(6)]
     records += [run("logreg", seed) for seed in range(6)]
-    results = write(tmp_path / "results", records)
+    results = write_records(tmp_path / "results", records)
     proc = leaderboard(results)
     assert "(6) ↗6" in proc.stdout and "Δ+0.000 ↗1" in proc.stdout
     assert "↗k: k runs still improving when training stopped" in proc.stdout
@@ -296,13 +293,13 @@ def test_still_improving_runs_are_marked_and_warned(tmp_path):
     json_cell = json.loads(leaderboard(results, "--format", "json").stdout)[0]["rows"][0]
     assert json_cell["cells"]["clean 20"]["still_improving"] == 1
 
-    calm = write(tmp_path / "calm", [run("supervised", s, best_step=900) for s in range(6)])
+    calm = write_records(tmp_path / "calm", [run("supervised", s, best_step=900) for s in range(6)])
     out = leaderboard(calm).stdout
     assert "↗" not in out and "Warnings:" not in out
 
 
 def test_aubc_needs_two_budgets(tmp_path):
-    one = write(tmp_path / "one", [run(s, seed) for s in ("supervised", "logreg") for seed in range(6)])  # fmt: skip
+    one = write_records(tmp_path / "one", [run(s, seed) for s in ("supervised", "logreg") for seed in range(6)])  # fmt: skip
     text = leaderboard(one).stdout
     assert "AUBC" not in text and "→target" not in text and "avg rank" in text
     (lb,) = boards(one)
@@ -312,7 +309,7 @@ def test_aubc_needs_two_budgets(tmp_path):
     records += [run("logreg", seed, 0.6) for seed in range(6)]  # one budget
     al = run("fixmatch", 0, 0.9, budget=100)  # one budget, but a curve of its rounds
     al.curve = [{"labels": 20, "test/acc": 0.5}, {"labels": 100, "test/acc": 0.9}]
-    results = write(tmp_path / "two", [*records, al])
+    results = write_records(tmp_path / "two", [*records, al])
     text = leaderboard(results).stdout
     table = text.split("\n\n")[1].splitlines()
     rows = {ln.split("|")[1].strip(): ln.split("|")[-3:-1] for ln in table}
@@ -329,7 +326,7 @@ def test_model_free_rows_beside_every_model(tmp_path):
     records += [run("logreg", seed, 0.6) for seed in range(2)]
     records += [run("knn", 0, 0.5, dataset="files[iris]")]  # no network table for iris
     records += [run("logreg", 2, 0.5, status="failed")]
-    results = write(tmp_path / "results", records)  # fmt: skip
+    results = write_records(tmp_path / "results", records)  # fmt: skip
     proc = leaderboard(results)
     assert proc.returncode == 0, proc.stderr
     titles = [ln[4:].split(" — ")[0] for ln in proc.stdout.splitlines() if ln.startswith("### ")]

@@ -57,7 +57,7 @@ def first_runs(name: str) -> list[list[str]]:
 CASES = [
     pytest.param(
         name, run, marks=() if i == 0 and name in DOCUMENTED else pytest.mark.slow, id=" ".join(run)
-    )  # fmt: skip
+    )
     for name in YAMLS
     for i, run in enumerate(first_runs(name))
 ]

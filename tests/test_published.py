@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 import labelbench
+from conftest import write_records
 from labelbench import cli
-from labelbench.results import RecordStore, RunRecord, published
+from labelbench.results import RunRecord, published
 from labelbench.results.dashboard import render_dashboard
 from labelbench.results.leaderboard import build_leaderboards
 from labelbench.results.published import (
@@ -76,13 +77,6 @@ def rec(
     )  # fmt: skip
 
 
-def write_store(results: Path, records: list[RunRecord]) -> Path:
-    store = RecordStore(results)
-    for r in records:
-        store.write(r)
-    return results
-
-
 def write_csv(path: Path, *rows: str, header: str = HEADER) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
@@ -98,7 +92,7 @@ def results(tmp_path) -> Path:
         rec("supervised", 0, 0.30),
         rec("logreg", 0, 0.50, model="–"),  # model-free: a row beside wrn28_2's table
     ]
-    return write_store(tmp_path / "results", records)
+    return write_records(tmp_path / "results", records)
 
 
 @pytest.fixture
@@ -145,7 +139,7 @@ def test_cells_match_by_the_texts_the_table_shows(results, pub_csv):
 
 
 def test_a_specific_model_does_not_match_another_models_table(tmp_path):
-    results = write_store(tmp_path / "r", [rec("fixmatch", 0, 0.9, model="wrn28_8")])
+    results = write_records(tmp_path / "r", [rec("fixmatch", 0, 0.9, model="wrn28_8")])
     csv_path = write_csv(
         tmp_path / "p.csv", f"cifar10,wrn28_2,clean,40,fixmatch,test/acc,0.9,,,90,{SRC}"
     )
@@ -166,7 +160,7 @@ def test_not_run_follows_the_field_filters(results, pub_csv):
 
 def test_a_published_value_in_a_cell_without_runs(tmp_path):
     records = [rec("fixmatch", 0, 0.9, budget="250"), rec("supervised", 0, 0.5)]
-    results = write_store(tmp_path / "r", records)
+    results = write_records(tmp_path / "r", records)
     csv_path = write_csv(tmp_path / "p.csv", f"cifar10,,clean,40,fixmatch,test/acc,0.8,,,80,{SRC}")
     (lb,), found = compared(results, csv_path)
     (c,) = lb.published.values()
@@ -193,7 +187,7 @@ def test_a_published_value_in_a_cell_without_runs(tmp_path):
     ],
 )
 def test_flag_with_and_without_spread(tmp_path, ours, spread, kw, flagged):
-    results = write_store(tmp_path / "r", [rec("fixmatch", 0, ours)])
+    results = write_records(tmp_path / "r", [rec("fixmatch", 0, ours)])
     sp = "" if spread is None else spread
     csv_path = write_csv(
         tmp_path / "p.csv", f"cifar10,wrn28_2,clean,40,fixmatch,test/acc,0.917,{sp},,91.7,{SRC}"
@@ -207,7 +201,7 @@ def test_flag_with_and_without_spread(tmp_path, ours, spread, kw, flagged):
 
 def test_columns_as_seeds_compare_each_seed(tmp_path):
     """Cols that hold no field: regime and budget move to the scope, and still match."""
-    results = write_store(tmp_path / "r", [rec("fixmatch", s, 0.9 + s / 100) for s in range(2)])
+    results = write_records(tmp_path / "r", [rec("fixmatch", s, 0.9 + s / 100) for s in range(2)])
     csv_path = write_csv(tmp_path / "p.csv", f"cifar10,,clean,40,fixmatch,test/acc,0.9,,,90,{SRC}")
     boards = build_leaderboards(load_rows(results, use_cache=False).rows, col_fields=("seed",))
     found = compare(boards, load_published([csv_path]))
