@@ -36,8 +36,11 @@ EPS = 1e-9
 
 
 def default_dir() -> Path:
-    """The project's `results/published/`: beside the labelbench package."""
-    return Path(__file__).resolve().parents[2] / "results" / "published"
+    """The project's `results/published/`: beside the labelbench package (where the
+    presets' published CSVs are; labelbench.presets names it)."""
+    from labelbench.presets import PUBLISHED
+
+    return PUBLISHED
 
 
 class PublishedError(ValueError):

@@ -75,7 +75,7 @@ def fit_seconds(overrides: list[str], steps: int, store: Path) -> float:
     return float(record.timings["fit_s"])
 
 
-def cheap_labels(name: str, overrides: list[str]) -> list[str]:
+def cheap_labels(overrides: list[str]) -> list[str]:
     """Labels that fit the stand-in; the step's cost does not depend on them (labeled
     batches are full batches, drawn with replacement, or passes over the whole pool)."""
     from labelbench.run import compose
@@ -103,7 +103,7 @@ def measure(
         if only is not None and strategy.split("[", 1)[0] not in only:
             continue
         base = standin_overrides(overrides, folder, n_train=N_TRAIN)
-        base += [*cheap_labels(name, base), f"trainer={trainer}"]
+        base += [*cheap_labels(base), f"trainer={trainer}"]
         base += PAST_WARMUP.get(strategy.split("[", 1)[0], [])
         with tempfile.TemporaryDirectory() as store:
             t1 = fit_seconds(base, k1, Path(store) / "a")
