@@ -47,10 +47,11 @@ DENIED_TARGET_PREFIXES = (
 DENIED_NAME_PART = "load"
 
 # Config keys left out of the run key: where outputs go and how they are mirrored (moving a
-# results folder does not re-run a sweep), which code may be named (`allow_targets`), and
-# `train`, which acts only through interpolations into the strategy nodes: the resolved
-# nodes already carry its effect.
-NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint", "allow_targets", "train")
+# results folder does not re-run a sweep), which code may be named (`allow_targets`),
+# `train`, which acts only through interpolations into the strategy nodes (the resolved
+# nodes already carry its effect), and `loader`: how inputs travel (kept in memory or
+# streamed from disk) changes nothing a run computes, so both paths fill one cell.
+NON_IDENTITY_KEYS = ("paths", "logger", "checkpoint", "allow_targets", "train", "loader")
 # More packages a config may name as `_target_` (a user's own strategies, datasets ...):
 # comma-separated, added to the config's `allow_targets`.
 ALLOW_TARGETS_ENV = "LABELBENCH_ALLOW_TARGETS"
@@ -117,6 +118,22 @@ class TrainConfig:
     max_epochs: int | None = None  # or passes over the items trained on (one of the two)
 
 
+LOADER_PATHS = ("auto", "memory", "stream")
+
+
+@dataclass
+class LoaderConfig:
+    """How inputs that live on disk (dataset=folder, Hugging Face images) reach training:
+    decoded once into memory and kept on the training device, or streamed through
+    DataLoader workers. `auto` streams when the decoded float32 inputs would exceed
+    `stream_above_mb`. In-memory sources (digits ...) are always in memory."""
+
+    path: str = "auto"  # auto | memory | stream
+    stream_above_mb: int = 2048  # auto: stream above this many MB of decoded float32 inputs
+    workers: int = 4  # DataLoader worker processes that decode (0: in the training process)
+    prefetch: int = 2  # batches each worker prepares ahead
+
+
 @dataclass
 class RunConfig:
     """Top-level schema. Component nodes are `_target_` dictionaries (see module docstring)."""
@@ -135,6 +152,7 @@ class RunConfig:
     allow_targets: list[str] = field(default_factory=list)
     paths: PathsConfig = field(default_factory=PathsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 
 COMPONENT_GROUPS = ("dataset", "regime", "budget", "strategy", "model", "trainer")
@@ -216,6 +234,14 @@ def check_run_fields(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{key}={value} must be a non-negative integer")
+    loader = cfg.get("loader") or {}
+    if loader.get("path", "auto") not in LOADER_PATHS:
+        raise ConfigError(
+            f"loader.path={loader.get('path')!r} is not one of {', '.join(LOADER_PATHS)}"
+        )
+    check_int("loader.stream_above_mb", loader.get("stream_above_mb", 0), unit="MB")
+    check_int("loader.workers", loader.get("workers", 0), unit="DataLoader worker processes")
+    check_int("loader.prefetch", loader.get("prefetch", 1), least=1, unit="batches per worker")
     for group in COMPONENT_GROUPS:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -285,8 +311,9 @@ def choices_from(cfg: DictConfig, hydra_choices: dict[str, str] | None = None) -
 
 
 # Keys with which a generic dataset option leaves the data to the user, and how a value
-# names it: a file by its stem, a hub dataset by its id (a local folder by its name).
-DATA_KEYS = {"path": "stem", "name": "id"}
+# names it: a file by its stem, a hub dataset by its id (a local folder by its name), a
+# folder of images by its name (`imagenet.v2` stays whole), an index file by its stem.
+DATA_KEYS = {"path": "stem", "name": "id", "root": "folder", "index": "stem"}
 
 
 def _data_named(option: str, node: DictConfig) -> list[str]:
@@ -296,12 +323,16 @@ def _data_named(option: str, node: DictConfig) -> list[str]:
     if own is None:
         return []
     for key, kind in DATA_KEYS.items():
-        if not OmegaConf.is_missing(own, key):  # ("in" is False for a ??? value)
+        # A key the YAML leaves to the user (???), or leaves null and the user set.
+        given = OmegaConf.is_missing(own, key) or (key in own and own.get(key) is None)
+        if not given or node.get(key) is None:
             continue
         value = str(node.get(key))
         local = Path(value).expanduser()
         if kind == "stem":
             return [local.stem]
+        if kind == "folder":
+            return [local.resolve().name if value in (".", "..") else local.name]
         return [local.name if value.startswith((".", "/", "~")) or local.exists() else value]
     return []
 

@@ -171,6 +171,7 @@ def prepare(cfg: DictConfig, key: str) -> Prepared:
     parts = build(cfg, key)
     with config_group("dataset"):
         task = parts.source.load(cfg.split_seed)
+    task = placed(task, cfg)
     with config_group("regime"):
         parts.regime.check(task.num_classes)
         task = shape(task, parts.regime, cfg.seed, cfg.split_seed)
@@ -294,6 +295,17 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     if record.status == "ok" and not cfg.checkpoint.keep:
         shutil.rmtree(checkpoint.dir, ignore_errors=True)  # a failed run keeps it to resume from
     return record
+
+
+def placed(task: Any, cfg: DictConfig) -> Any:
+    """The task with its inputs in memory or left on disk to stream, as `loader` says."""
+    from labelbench.data.lazy import Streaming, place
+
+    loader = cfg.get("loader") or {}
+    streaming = Streaming(int(loader.get("workers", 4)), int(loader.get("prefetch", 2)))
+    return place(
+        task, loader.get("path", "auto"), int(loader.get("stream_above_mb", 2048)), streaming
+    )
 
 
 class Curve:

@@ -22,6 +22,7 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.ya
 TEN_CLASS_NOISE = [[0.8 if j == i else 0.2 if j == (i + 1) % 10 else 0 for j in range(10)] for i in range(10)]  # fmt: skip
 NEEDS = {
     ("dataset", "files"): ["dataset.path=tests/data/tiny.csv"],
+    ("dataset", "folder"): ["dataset.root=tests/data"],
     ("dataset", "hub"): ["dataset.name=uoft-cs/cifar10", "dataset.input_column=img"],
     ("regime", "transition"): [f"regime.matrix={TEN_CLASS_NOISE}".replace(" ", "")],
     ("regime", "label_file"): ["regime.path=tests/data/tiny_noisy_labels.csv"],

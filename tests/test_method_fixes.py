@@ -21,6 +21,7 @@ from labelbench.config import ConfigError, run_key
 from labelbench.run import build, run
 from labelbench.strategies import query as query_module
 from labelbench.strategies.augment import Identity
+from labelbench.strategies.feed import Feed, MinibatchStream
 from labelbench.strategies.flexmatch import (
     FlexMatchModule,
     apply_updates,
@@ -28,7 +29,6 @@ from labelbench.strategies.flexmatch import (
     flexmatch_thresholds,
 )
 from labelbench.strategies.label_propagation import LabelPropagation, RebuildingModule
-from labelbench.strategies.lightning import MinibatchStream
 from labelbench.strategies.query import ColdStart, Scores
 
 SYNTHETIC = ["dataset=synthetic", "dataset.n_samples=400", "budget.total=40", "logger=none"]
@@ -68,8 +68,8 @@ def _flexmatch(probs: torch.Tensor, selected: list[int], threshold: float) -> Fl
     module.selected.copy_(torch.tensor(selected))
     cpu = torch.device("cpu")
     module.streams = {
-        "labeled": MinibatchStream(1, 1, 0, cpu),
-        "unlabeled": MinibatchStream(n, n, 1, cpu),
+        "labeled": Feed(MinibatchStream(1, 1, 0, cpu), data["train_idx"], data["x"], cpu),
+        "unlabeled": Feed(MinibatchStream(n, n, 1, cpu), data["unlabeled_idx"], data["x"], cpu),
     }
     module.labeled = module.streams["labeled"]
     module._trainer = SimpleNamespace(world_size=1)  # observe() asks; no Trainer needed

@@ -64,7 +64,8 @@ class Source:
         self.standardize = standardize
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[int, ...]]:
-        """Inputs (float32, one row per item), labels (0..K-1), class names, input shape."""
+        """Inputs (float32, one row per item; or a LazyInputs of items read from disk),
+        labels (0..K-1; NO_LABEL for unlabeled-only items), class names, input shape."""
         raise NotImplementedError
 
     def test_indices(self) -> np.ndarray | None:
@@ -82,7 +83,8 @@ class Source:
         split = stratified_split(
             y, self.val_fraction, self.test_fraction, split_seed, test=self.test_indices()
         )
-        x = x.astype(np.float32, copy=False)
+        if isinstance(x, np.ndarray):  # a LazyInputs stays on disk (labelbench.data.lazy)
+            x = x.astype(np.float32, copy=False)
         if self.standardize:
             x = standardized(x, split.pool)
         return TaskData(

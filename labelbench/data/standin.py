@@ -102,3 +102,71 @@ def standin_overrides(
             write_cifar10n_standin(labels, n_train)
         extra.append(f"regime.path={labels}")
     return [*overrides, *extra]
+
+
+def write_image_folder(
+    root: str | Path,
+    classes: int | list[str] | tuple[str, ...] = 3,
+    per_class: int = 20,
+    size: tuple[int, int] = (16, 16),
+    unlabeled: int = 0,
+    fmt: str = "png",
+    seed: int = 0,
+    corrupt: int = 0,
+    truncated: int = 0,
+) -> tuple[Path, Path | None, list[Path]]:
+    """Write a small image dataset in the class-folder layout (`dataset=folder`): under
+    `root`, one sub-folder per class holding `per_class` images of `size` (height, width).
+    Each class is learnable: its own colour and stripe direction, under pixel noise.
+
+    `unlabeled` images (of random classes) go to a folder `unlabeled` beside `root`;
+    `corrupt` files of non-image bytes and `truncated` images cut in the middle of their
+    pixel data (their headers intact) are added to the class folders, named `corrupt_*` and
+    `truncated_*`. Returns (root, the unlabeled folder or None, the bad files)."""
+    from PIL import Image
+
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"fmt={fmt!r} must be png or jpeg")
+    names = [f"class_{k}" for k in range(classes)] if isinstance(classes, int) else list(classes)
+    rng = np.random.default_rng(seed)
+    height, width = size
+    rows, cols = np.mgrid[0:height, 0:width]
+    ext = ".jpg" if fmt == "jpeg" else ".png"
+
+    def image(k: int) -> np.ndarray:
+        hue = 2 * np.pi * k / len(names)
+        colour = 127.5 + 100 * np.cos(hue + np.array([0.0, 2.1, 4.2]))
+        stripes = np.sin(2 * np.pi * (rows * np.cos(hue) + cols * np.sin(hue)) / 4)
+        pixels = colour + 40 * stripes[..., None] + rng.normal(0, 20, (height, width, 3))
+        return np.clip(pixels, 0, 255).astype(np.uint8)
+
+    def save(pixels: np.ndarray, path: Path) -> Path:
+        Image.fromarray(pixels).save(path, format=fmt.upper())
+        return path
+
+    root = Path(root)
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            save(image(k), root / name / f"{i:04d}{ext}")
+    folder = None
+    if unlabeled:
+        folder = root.parent / "unlabeled"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(unlabeled):
+            save(image(int(rng.integers(len(names)))), folder / f"{i:04d}{ext}")
+    bad = []
+    for i in range(corrupt):
+        path = root / names[i % len(names)] / f"corrupt_{i}{ext}"
+        path.write_bytes(b"this is not an image\n" * 4)
+        bad.append(path)
+    for i in range(truncated):
+        k = i % len(names)
+        path = save(image(k), root / names[k] / f"truncated_{i}{ext}")
+        data = path.read_bytes()
+        # Cut inside the pixel data (after PNG's first IDAT chunk header, JPEG's start of
+        # scan), so the header still opens and only decoding fails.
+        start = data.index(b"IDAT") + 8 if fmt == "png" else data.index(b"\xff\xda") + 2
+        path.write_bytes(data[: start + (len(data) - start) // 2])
+        bad.append(path)
+    return root, folder, bad

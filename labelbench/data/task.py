@@ -3,7 +3,7 @@ that strategies receive."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,16 +18,24 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+NO_LABEL = -1  # the label of an unlabeled-only item (in TaskData.y and a source's labels)
+
+
 @dataclass(frozen=True)
 class Split:
-    """Dataset indices of the pool (labels bought from it), validation and test items."""
+    """Dataset indices of the pool (labels bought from it), validation and test items, and
+    the unlabeled-only items: inputs without any label (STL-10's unlabeled split, USB's
+    open-set data, a folder of unlabeled photos). Those are never revealed, never in
+    validation or test, and no regime or budget sees them; strategies that learn from
+    unlabeled inputs get them beside the unrevealed pool (LabelPool.extra)."""
 
     pool: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    unlabeled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        for name in ("pool", "val", "test"):
+        for name in ("pool", "val", "test", "unlabeled"):
             object.__setattr__(self, name, _frozen(getattr(self, name).astype(np.int64)))
 
 
@@ -43,24 +51,29 @@ def stratified_split(
     Depends only on the labels, the fractions and `seed` (the run's `split_seed`). `test`:
     a source's own fixed test indices; they are the test split whatever the seed (and
     `test_fraction` is ignored), and each class's other items are cut into validation
-    (`val_fraction` of them) and pool."""
+    (`val_fraction` of them) and pool. Items labelled NO_LABEL are the unlabeled-only
+    items, whatever the seed; they take no part in the cut (so adding some moves no
+    other item)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5B17]))
-    rest = np.ones(len(y), dtype=bool)
+    unlabeled = np.flatnonzero(y == NO_LABEL)
+    rest = y != NO_LABEL
     parts: dict[str, list[np.ndarray]] = {"pool": [], "val": [], "test": []}
     if test is not None:
         test = np.unique(np.asarray(test, dtype=np.int64))
         if len(test) and (test[0] < 0 or test[-1] >= len(y)):
             raise ValueError(f"fixed test indices must lie in 0..{len(y) - 1}")
+        if (y[test] == NO_LABEL).any():
+            raise ValueError("fixed test items must have labels")
         rest[test] = False
         parts["test"].append(test)
-    for c in np.unique(y):
+    for c in np.unique(y[y != NO_LABEL]):
         items = rng.permutation(np.flatnonzero((y == c) & rest))
         n_test = 0 if test is not None else round(test_fraction * len(items))
         n_val = round(val_fraction * len(items))
         parts["test"].append(items[:n_test])
         parts["val"].append(items[n_test : n_test + n_val])
         parts["pool"].append(items[n_test + n_val :])
-    return Split(**{k: np.sort(np.concatenate(v)) for k, v in parts.items()})
+    return Split(**{k: np.sort(np.concatenate(v)) for k, v in parts.items()}, unlabeled=unlabeled)
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,9 @@ class TaskData:
     """Inputs, true labels, class names and modality, with the fixed split.
 
     `y` holds the ground truth: regimes corrupt it and evaluation scores against it; it
-    never reaches a strategy (strategies get `view()`)."""
+    never reaches a strategy (strategies get `view()`). It is NO_LABEL exactly at the
+    unlabeled-only items (`split.unlabeled`). `x` is an array, or a LazyInputs
+    (labelbench.data.lazy) for inputs that stay on disk."""
 
     name: str
     x: np.ndarray
@@ -99,12 +114,15 @@ class TaskData:
     flip_invariant: bool = False  # mirroring an input left-right keeps its class (not digits)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "x", _frozen(self.x))
+        if isinstance(self.x, np.ndarray) or not hasattr(self.x, "reader"):
+            object.__setattr__(self, "x", _frozen(self.x))
         object.__setattr__(self, "y", _frozen(self.y.astype(np.int64)))
         if self.modality not in MODALITIES:
             raise ConfigError(f"modality={self.modality!r} is not one of {', '.join(MODALITIES)}")
         if len(self.x) != len(self.y):
             raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
+        if not np.array_equal(np.flatnonzero(self.y == NO_LABEL), self.split.unlabeled):
+            raise ValueError(f"{self.name}: the unlabeled-only items must be those labelled -1")
 
     @property
     def num_classes(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -99,9 +99,12 @@ class LabelPool:
     votes: np.ndarray | None = None  # (revealed, sources): a class per source, -1 = no vote
     candidates: np.ndarray | None = None  # (revealed, num_classes) bool
     val_votes: np.ndarray | None = None  # (validation items, sources), -1 = no vote
+    # Unlabeled-only items (no label exists, none can be bought: STL-10's unlabeled split):
+    # unlabeled data beside `unlabeled`, never a query candidate.
+    extra: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        for name in ("indices", "labels", "unlabeled", "val_indices", "val_labels"):
+        for name in ("indices", "labels", "unlabeled", "val_indices", "val_labels", "extra"):
             object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
         for name in ("votes", "val_votes"):
             object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
@@ -119,6 +122,8 @@ class LabelPool:
             )
         if np.intersect1d(self.indices, self.unlabeled).size:
             raise ValueError("an item cannot be both revealed and unlabeled")
+        if np.intersect1d(self.extra, np.concatenate([self.indices, self.unlabeled])).size:
+            raise ValueError("an unlabeled-only item cannot be in the pool")
         # Validates kind and the shapes of votes and candidates.
         Observed(self.kind, self.labels, self.votes, self.candidates)
 
@@ -132,6 +137,7 @@ class LabelPool:
         val_labels: np.ndarray,
         num_classes: int,
         val_votes: np.ndarray | None = None,
+        extra: np.ndarray | None = None,
     ) -> LabelPool:
         return cls(
             indices=indices,
@@ -144,10 +150,17 @@ class LabelPool:
             votes=observed.votes,
             candidates=observed.candidates,
             val_votes=val_votes,
+            extra=np.zeros(0, dtype=np.int64) if extra is None else extra,
         )
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def unlabeled_data(self) -> np.ndarray:
+        """Every item a strategy may learn from without its label: the unrevealed pool, then
+        the unlabeled-only items."""
+        return np.concatenate([self.unlabeled, self.extra])
 
     def class_counts(self) -> np.ndarray:
         """Observed single labels per class among the revealed items (none under crowd,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from labelbench.config import ConfigError
-from labelbench.data.task import Split, TaskData
+from labelbench.data.task import TaskData
 from labelbench.labels.budget import Budget, reveal_order
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Regime
@@ -43,7 +43,7 @@ def shape(task: TaskData, regime: Regime, seed: int, split_seed: int) -> TaskDat
     for name, items in (("pool", pool), ("test split", test)):
         if len(items) == 0:
             raise ConfigError(f"{regime.label()} leaves the {name} empty")
-    return replace(task, split=Split(pool=pool, val=split.val, test=test))
+    return replace(task, split=replace(split, pool=pool, test=test))
 
 
 def _imbalance(y: np.ndarray, num_classes: int) -> float:
@@ -87,6 +87,7 @@ class Annotations:
     val_labels: np.ndarray  # their single labels, row-aligned with `val`
     num_classes: int
     val_votes: np.ndarray | None = None  # labeling functions' votes on `val` (weak regimes)
+    extra: np.ndarray | None = None  # the unlabeled-only items (Split.unlabeled)
 
     def label_pool(self, revealed: np.ndarray, val_positions: np.ndarray) -> LabelPool:
         """The LabelPool with the pool items at positions `revealed` bought, in that order,
@@ -102,6 +103,7 @@ class Annotations:
             val_labels=self.val_labels[val_positions],
             num_classes=self.num_classes,
             val_votes=None if self.val_votes is None else self.val_votes[val_positions],
+            extra=self.extra,
         )
 
 
@@ -114,7 +116,8 @@ def annotate(task: TaskData, regime: Regime, seed: int, split_seed: int) -> Anno
     observed = regime.observe_at(Observed.of_labels(task.y[pool]), task.x[pool], pool, k, rng)
     val_labels = regime.observe_val_at(task.y[val], task.x[val], val, k, rng)
     val_votes = regime.observe_val_votes(task.x[val])  # draws nothing: the rest stays put
-    return Annotations(pool, observed, val, np.asarray(val_labels, dtype=np.int64), k, val_votes)
+    val_labels = np.asarray(val_labels, dtype=np.int64)
+    return Annotations(pool, observed, val, val_labels, k, val_votes, task.split.unlabeled)
 
 
 class Labeler:
@@ -135,7 +138,14 @@ class Labeler:
         k = task.num_classes
         y_pool = task.y[pool]
         per_item = regime.annotations_per_item
-        self.units, n_val = budget.split_sizes(y_pool, k, per_item)
+        try:
+            self.units, n_val = budget.split_sizes(y_pool, k, per_item)
+        except ConfigError as e:
+            if not len(task.split.unlabeled):
+                raise
+            raise ConfigError(
+                f"{e} (the {len(task.split.unlabeled)} unlabeled-only items have no label to buy)"
+            ) from None
         self.val_units = n_val or 0
         self.capacity = min(len(pool), self.units // per_item)  # items the budget pays for
         if self.capacity < 1:
@@ -226,6 +236,7 @@ class Labeler:
             "pool_imbalance": _imbalance(y_pool, k),
             "test_size": len(task.split.test),
             "test_imbalance": _imbalance(task.y[task.split.test], k),
+            "unlabeled_only": len(task.split.unlabeled),
             "val_noise_rate": float(np.mean(observed_val[val_pos] != y_val[val_pos]))
             if len(val_pos)
             else 0.0,

@@ -154,7 +154,10 @@ class ImageAugment(Augment):
                 f"flip=true but dataset {task.name} does not declare flips label-preserving"
                 " (flip_invariant=false); allowed: false or null (auto)"
             )
-        lo, hi = _value_range(np.asarray(task.x), np.asarray(task.pool))
+        if hasattr(task.x, "value_range"):  # a LazyInputs: uint8 images need no reading
+            lo, hi = task.x.value_range()
+        else:
+            lo, hi = _value_range(np.asarray(task.x), np.asarray(task.pool))
         if not (lo >= 0 and hi <= 1):  # also catches NaN
             raise ConfigError(
                 f"dataset {task.name} has pool pixel values in [{lo:.4g}, {hi:.4g}];"

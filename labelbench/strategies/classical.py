@@ -45,7 +45,7 @@ class ClassifierPredictor:
 
 def check_graph_k(k: int, pool: LabelPool) -> None:
     """Refuse a neighbour count that leaves no pool item outside an item's neighbourhood
-    in a graph of the whole pool (revealed and unlabeled items)."""
-    nodes = len(pool) + len(pool.unlabeled)
+    in a graph of the whole pool (revealed and unlabeled items, unlabeled-only ones too)."""
+    nodes = len(pool) + len(pool.unlabeled_data)
     if k >= nodes:
         raise ConfigError(f"k={k} is larger than the pool ({nodes} items); allowed: 1..{nodes - 1}")

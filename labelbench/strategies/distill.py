@@ -98,7 +98,7 @@ class Distill(Supervised):
         else:
             teach = base
         students = (
-            np.concatenate([pool.indices, pool.unlabeled]) if self.unlabeled else pool.indices
+            np.concatenate([pool.indices, pool.unlabeled_data]) if self.unlabeled else pool.indices
         )
         soft = torch.zeros(len(students), task.num_classes)
         teacher_val = []

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.strategies.coteaching import TwoNetworks
-from labelbench.strategies.lightning import LabelModule, MinibatchStream
+from labelbench.strategies.feed import Feed
+from labelbench.strategies.lightning import LabelModule
 from labelbench.strategies.semi import linear_rampup, mixup, sharpen, soft_cross_entropy
 
 # Train_cifar.py eval_train(): GaussianMixture(n_components=2, max_iter=10, tol=1e-2,
@@ -166,11 +167,12 @@ class DivideMixModule(LabelModule):
         return self.net, self.peer
 
     # -- streams ---------------------------------------------------------------------
-    def make_streams(self) -> dict[str, MinibatchStream]:
+    def make_streams(self) -> dict[str, Feed]:
         streams = super().make_streams()  # "labeled": the first network's warm-up batches
-        n = len(self.data["train_y"])
         replacement = self.recipe.labeled_sampling == "with_replacement"
-        streams["labeled_peer"] = self.stream(n, self.batch_size, self.seed + 1, replacement)
+        streams["labeled_peer"] = self.feed(
+            self.data["train_idx"], self.batch_size, self.seed + 1, replacement
+        )
         if int(self.divisions) > 0:  # resuming after a division: its streams, from the buffer
             streams.update(self.division_streams(int(self.divisions)))
         return streams
@@ -182,7 +184,7 @@ class DivideMixModule(LabelModule):
         clean = self.clean_prob[1 - j] > self.p_threshold
         return torch.nonzero(clean).squeeze(1), torch.nonzero(~clean).squeeze(1)
 
-    def division_streams(self, k: int) -> dict[str, MinibatchStream]:
+    def division_streams(self, k: int) -> dict[str, Feed]:
         """Shuffled passes over each network's labeled and unlabeled items of division k
         (none over an empty set)."""
         self.subsets = [self.split(j) for j in (0, 1)]
@@ -192,26 +194,28 @@ class DivideMixModule(LabelModule):
                 if len(positions):
                     seed = self.seed + DIVISION_SEED_OFFSET + 4 * k + 2 * j + part
                     name = DIVISION_STREAMS[2 * j + part]
-                    streams[name] = self.stream(len(positions), self.batch_size, seed)
+                    rows = self.data["train_idx"][positions]
+                    streams[name] = self.feed(rows, self.batch_size, seed)
         return streams
 
-    def draw(self, name: str, positions: Tensor) -> Tensor | None:
-        """The next batch of training positions from stream `name` over `positions`."""
-        stream = self.streams.get(name)
-        return None if stream is None else positions[next(stream)]
+    def draw(self, name: str, positions: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The next batch of feed `name` over the training items at `positions`: their
+        training positions and inputs (None when the feed's set is empty)."""
+        feed = self.streams.get(name)
+        if feed is None:
+            return None
+        pick, x = next(feed)
+        return positions[pick], x
 
     # -- the division ------------------------------------------------------------------
     @torch.no_grad()
     def item_losses(self, net: nn.Module) -> np.ndarray:
         """Cross-entropy of every training item's (un-augmented) input under `net` in eval
         mode, as Train_cifar.py eval_train() scores them."""
-        x, y = self.data["x"][self.data["train_idx"]], self.data["train_y"]
+        y = self.data["train_y"]
         with fixed(net):
-            losses = [
-                F.cross_entropy(net(x[i : i + EVAL_CHUNK]), y[i : i + EVAL_CHUNK], reduction="none")
-                for i in range(0, len(y), EVAL_CHUNK)
-            ]
-        return torch.cat(losses).double().cpu().numpy()
+            logits = [net(x) for x in self.input_batches(self.data["train_idx"], EVAL_CHUNK)]
+        return F.cross_entropy(torch.cat(logits), y, reduction="none").double().cpu().numpy()
 
     def divide(self) -> None:
         """Both networks' clean probabilities, then fresh streams over the new split."""
@@ -220,15 +224,15 @@ class DivideMixModule(LabelModule):
             self.clean_prob[j] = torch.as_tensor(prob, dtype=self.clean_prob.dtype)
         self.divisions += 1
         for name in DIVISION_STREAMS:
-            self.streams.pop(name, None)
+            if name in self.streams:
+                self.streams.pop(name).close()
         self.streams.update(self.division_streams(int(self.divisions)))
 
     # -- the losses ----------------------------------------------------------------------
     def warmup_loss(self, net: nn.Module, stream: str) -> Tensor:
         """Cross-entropy on a weak view of the next batch of `stream` (plus the confidence
         penalty when conf_penalty is on)."""
-        pick = next(self.streams[stream])
-        x = self.data["x"][self.data["train_idx"][pick]]
+        pick, x = next(self.streams[stream])
         logits = net(self.weak(x))
         loss = F.cross_entropy(logits, self.data["train_y"][pick])
         return loss + negative_entropy(logits) if self.conf_penalty else loss
@@ -238,19 +242,18 @@ class DivideMixModule(LabelModule):
         fixed; None when it has no labeled items in this division."""
         net, other = self.networks[j], self.networks[1 - j]
         labeled, unlabeled = self.subsets[j]
-        pick = self.draw(f"labeled_{j}", labeled)
-        if pick is None:
+        drawn = self.draw(f"labeled_{j}", labeled)
+        if drawn is None:
             return None
-        upick = self.draw(f"unlabeled_{j}", unlabeled)
-        x, where = self.data["x"], self.data["train_idx"]
-        xl = x[where[pick]]
+        pick, xl = drawn
+        drawn_u = self.draw(f"unlabeled_{j}", unlabeled)
+        upick, xu = drawn_u if drawn_u is not None else (None, None)
         y = F.one_hot(self.data["train_y"][pick], self.num_classes).to(xl.dtype)
         w = self.clean_prob[1 - j][pick]  # the labeled set's clean probability (co-divide)
         xl1, xl2 = self.weak(xl), self.weak(xl)
         views = [xl1, xl2]
         with torch.no_grad():
             if upick is not None:
-                xu = x[where[upick]]
                 xu1, xu2 = self.weak(xu), self.weak(xu)
                 views += [xu1, xu2]
                 guesses = [torch.softmax(net(v), dim=1) for v in (xu1, xu2)]

@@ -131,11 +131,11 @@ class RebuildingModule(SoftTargetModule):
     @torch.no_grad()
     def features(self) -> np.ndarray:
         """The network's L2-normalised penultimate features of every node, in eval mode."""
-        x = self.data["x"][self.data["train_idx"]]
         was_training = self.net.training
         self.net.eval()
         try:
-            parts = [self.net.embed(x[i : i + EMBED_BATCH]) for i in range(0, len(x), EMBED_BATCH)]
+            batches = self.input_batches(self.data["train_idx"], EMBED_BATCH)
+            parts = [self.net.embed(x) for x in batches]
         finally:
             self.net.train(was_training)
         h = torch.cat(parts).double().cpu().numpy()
@@ -209,9 +209,10 @@ class LabelPropagation(LightningStrategy):
 
     def propagated(self, pool, task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pool indices, soft label rows, weights): revealed items first, with their
-        observed labels and weight 1, then the unlabeled ones; on the raw inputs."""
-        nodes = np.concatenate([pool.indices, pool.unlabeled])
-        x = task.x[nodes].reshape(len(nodes), -1).astype(np.float64)
+        observed labels and weight 1, then the unlabeled ones (unlabeled-only items too);
+        on the raw inputs."""
+        nodes = np.concatenate([pool.indices, pool.unlabeled_data])
+        x = np.asarray(task.x[nodes], dtype=np.float64).reshape(len(nodes), -1)
         seeds = one_hot(pool.labels, task.num_classes).astype(np.float64)
         probs, weights = propagated_targets(x, seeds, **self.graph_settings())
         return nodes, probs, weights
@@ -252,7 +253,9 @@ class LabelPropagation(LightningStrategy):
         predictor.fit_info.update(
             {
                 "propagated": float(len(nodes) - len(pool)),
-                "mean_certainty": float(weights[unlabeled].mean()) if len(pool.unlabeled) else 1.0,
+                "mean_certainty": float(weights[unlabeled].mean())
+                if len(pool.unlabeled_data)
+                else 1.0,
             }
         )
         return predictor

@@ -61,8 +61,8 @@ class LabelSpreading(Strategy):
         # The same keys whatever happens, so every record of this strategy has the same fit/.
         info = {"classes_seen": float(len(seen)), "iterations": 0.0, "converged": 1.0}
         if len(seen) > 1:  # one class: every item gets it, no graph needed
-            x = flat(task.x[np.concatenate([pool.indices, pool.unlabeled])])
-            y = np.concatenate([pool.labels, np.full(len(pool.unlabeled), -1)])
+            x = flat(task.x[np.concatenate([pool.indices, pool.unlabeled_data])])
+            y = np.concatenate([pool.labels, np.full(len(pool.unlabeled_data), -1)])
             spread.fit(x, y)
             info["iterations"] = float(spread.n_iter_)
             info["converged"] = float(spread.n_iter_ < self.max_iter)

@@ -1,8 +1,9 @@
 """The shared Lightning base for strategies that train a network.
 
-Speed matters here: every strategy spends its time in this loop. Data lives in memory as
-tensors on the training device and minibatches are index slices, with no DataLoader or
-collation. One Lightning *training step* runs a chunk of `eval_every` optimizer steps
+Speed matters here: every strategy spends its time in this loop. Inputs that fit live in
+memory as one tensor on the training device and minibatches are index slices, with no
+DataLoader or collation; inputs that stay on disk are streamed through DataLoader workers
+(labelbench.strategies.feed: the same seeded batches either way). One Lightning *training step* runs a chunk of `eval_every` optimizer steps
 (manual optimization) and validation follows each chunk, so the Trainer's per-step
 machinery (hooks, logging, progress) is paid once per chunk rather than once per
 optimizer step, while the Trainer still owns devices, precision, validation, early
@@ -19,8 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
+from labelbench.data.lazy import LazyInputs, is_lazy
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.models import takes_images
 from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
 from labelbench.strategies.ema import EMA
+from labelbench.strategies.feed import Feed, MinibatchStream, input_batches
 from labelbench.strategies.schedules import Constant, Schedule
 
 # Precisions whose backward needs no gradient scaler: the plain fast path is safe for them.
@@ -64,67 +66,11 @@ class Recipe:
     labeled_sampling: str = "epochs"
 
 
-class MinibatchStream:
-    """Endless seeded minibatches of indices into `n` items: a fresh permutation every pass,
-    cut into `batch_size` pieces (the last one may be smaller), like a shuffling DataLoader
-    but as index tensors already on the training device. With `replacement`, every batch
-    is `batch_size` independent uniform draws instead (USB's labeled sampler: full batches
-    from however few labels).
-
-    Under DDP every process draws the same permutation and keeps its share of each batch
-    (`rank::world_size`), so the processes together see each global batch once."""
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-        replacement: bool = False,
-    ) -> None:
-        if n < 1:
-            raise ValueError("cannot draw minibatches from an empty set")
-        self.n, self.batch_size, self.device = n, batch_size, device
-        self.replacement = replacement
-        self.rank, self.world_size = rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self._pending: deque[Tensor] = deque()
-
-    def __iter__(self) -> MinibatchStream:
-        return self
-
-    def __next__(self) -> Tensor:
-        if self.replacement:
-            batch = torch.randint(self.n, (self.batch_size,), generator=self.generator)
-            batch = batch.to(self.device)
-        else:
-            if not self._pending:
-                perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-                self._pending.extend(perm.split(self.batch_size))
-            batch = self._pending.popleft()
-        if self.world_size > 1 and len(batch) >= self.world_size:
-            batch = batch[self.rank :: self.world_size]
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Enough to continue with exactly the batches an uninterrupted run would draw."""
-        return {
-            "generator": self.generator.get_state(),
-            "pending": [b.cpu() for b in self._pending],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self._pending = deque(b.to(self.device) for b in state["pending"])
-
-
 class LabelModule(pl.LightningModule):
-    """Base LightningModule: chunked manual optimization over in-memory tensors.
+    """Base LightningModule: chunked manual optimization over minibatch feeds.
 
     Subclasses implement `training_loss()`, drawing their batches from `next_labeled()`
-    (and, for semi-supervised methods, from further streams they add in `make_streams`),
+    (and, for semi-supervised methods, from further feeds they add in `make_streams`),
     and may act after every optimizer step in `after_step()` (an EMA teacher ...). They
     train on `weak(x)` views of labeled batches (and `strong(x)` ones where the method says
     so): the strategy's augmentation, bound to the task, drawing from `self.generator`. `eval_net` is the network that is validated
@@ -132,9 +78,11 @@ class LabelModule(pl.LightningModule):
     position, the augmentation generator and the torch RNG, so a resumed fit continues
     exactly where the interrupted one stopped.
 
-    `data` holds x (all inputs), train_idx and train_y (targets: class ids, or one row of
-    class probabilities per item for soft targets), val_idx, val_y, and whatever else a
-    subclass draws from (unlabeled_idx ...)."""
+    `data` holds x (all inputs: a tensor, or a LazyInputs streamed from disk), train_idx
+    and train_y (targets: class ids, or one row of class probabilities per item for soft
+    targets), val_idx, val_y, and whatever else a subclass draws from (unlabeled_idx ...).
+    Passes over a whole set (validation, scoring every training item) go through
+    `input_batches`, never one tensor of the set."""
 
     def __init__(
         self,
@@ -165,26 +113,34 @@ class LabelModule(pl.LightningModule):
         self.ema = EMA(net, recipe.ema_decay) if recipe.ema_decay is not None else None
         self.steps_done = 0
         self.resumed_from = 0
-        self.streams: dict[str, MinibatchStream] = {}
+        self.streams: dict[str, Feed] = {}
         # Augmentations draw from their own stream, apart from dropout's torch RNG.
         self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
         self._restored: dict[str, Any] | None = None
         self.automatic_optimization = False
 
     # -- data ------------------------------------------------------------------------
-    def make_streams(self) -> dict[str, MinibatchStream]:
-        """The minibatch streams this module draws from (subclasses add theirs)."""
+    def make_streams(self) -> dict[str, Feed]:
+        """The minibatch feeds this module draws from, by name (subclasses add theirs)."""
         replacement = self.recipe.labeled_sampling == "with_replacement"
-        n = len(self.data["train_y"])
-        return {"labeled": self.stream(n, self.batch_size, self.seed, replacement)}
+        return {
+            "labeled": self.feed(self.data["train_idx"], self.batch_size, self.seed, replacement)
+        }
 
-    def stream(
-        self, n: int, batch_size: int, seed: int, replacement: bool = False
-    ) -> MinibatchStream:
-        return MinibatchStream(
-            n, batch_size, seed, self.device, self.global_rank, self.trainer.world_size,
-            replacement,
+    def feed(self, rows: Tensor, batch_size: int, seed: int, replacement: bool = False) -> Feed:
+        """Seeded minibatches of (positions among `rows`, inputs) over the dataset rows
+        `rows`, from memory or from disk (see labelbench.strategies.feed)."""
+        lazy = not isinstance(self.data["x"], Tensor)  # positions stay on the CPU for workers
+        stream = MinibatchStream(
+            len(rows), batch_size, seed, torch.device("cpu") if lazy else self.device,
+            self.global_rank, self.trainer.world_size, replacement,
         )  # fmt: skip
+        return Feed(stream, rows, self.data["x"], self.device)
+
+    def input_batches(self, rows: Tensor, size: int | None = None) -> Iterator[Tensor]:
+        """The inputs of the dataset rows `rows`, in order, a batch at a time, on the
+        device: for passes over a whole set."""
+        return input_batches(self.data["x"], rows, self.device, *(size,) if size else ())
 
     def weak(self, x: Tensor) -> Tensor:
         """The weak view of a batch (the inputs themselves under strategy/augment=none)."""
@@ -195,7 +151,10 @@ class LabelModule(pl.LightningModule):
         return self.augment.strong(x, self.generator)
 
     def on_fit_start(self) -> None:
-        self.data = {k: v.to(self.device) for k, v in self.data.items()}
+        # Tensors go to the device; a LazyInputs stays on disk and is streamed.
+        self.data = {
+            k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in self.data.items()
+        }
         self.streams = self.make_streams()
         self.labeled = self.streams["labeled"]
         if self._restored is not None:  # resuming: put every stream and the RNG back
@@ -215,8 +174,8 @@ class LabelModule(pl.LightningModule):
     def next_labeled_at(self) -> tuple[Tensor, Tensor, Tensor]:
         """next_labeled, with the batch's positions among the labeled items (rows of
         train_y) first: for methods that keep a state per item (PRODEN's confidences)."""
-        pick = next(self.labeled)
-        return pick, self.data["x"][self.data["train_idx"][pick]], self.data["train_y"][pick]
+        pick, x = next(self.labeled)
+        return pick, x, self.data["train_y"][pick]
 
     # -- checkpoints -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -327,8 +286,9 @@ class LabelModule(pl.LightningModule):
             tracker.completed += n
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = self.data["x"][self.data["val_idx"]], self.data["val_y"]
-        logits = self.eval_net(x)
+        y = self.data["val_y"]
+        # A batch at a time (the logits of the split are small; its inputs may not be).
+        logits = torch.cat([self.eval_net(x) for x in self.input_batches(self.data["val_idx"])])
         scores = {
             "val/acc": (logits.argmax(1) == y).float().mean(),
             "val/loss": F.cross_entropy(logits, y),
@@ -459,14 +419,19 @@ class NetPredictor:
         return torch.stack(passes, 1).double().numpy()
 
     @torch.no_grad()
-    def _batched(self, fn, x: np.ndarray) -> Tensor:
+    def _batched(self, fn, x: np.ndarray | LazyInputs) -> Tensor:
+        """fn's outputs for the rows of x, `batch_size` rows at a time (a LazyInputs is
+        read by DataLoader workers: its rows are never all decoded at once)."""
         device = next(self.net.parameters()).device
-        x = np.asarray(x).reshape(len(x), *self.in_shape)
-        out = [
-            fn(torch.as_tensor(x[i : i + self.batch_size], device=device)).float()
-            for i in range(0, len(x), self.batch_size)
-        ]
-        return torch.cat(out).cpu()
+        if is_lazy(x):
+            batches = (x.as_float(b.to(device)) for b in x.batches(self.batch_size, raw=True))
+        else:
+            x = np.asarray(x).reshape(len(x), *self.in_shape)
+            batches = (
+                torch.as_tensor(x[i : i + self.batch_size], device=device)
+                for i in range(0, len(x), self.batch_size)
+            )
+        return torch.cat([fn(batch).float() for batch in batches]).cpu()
 
 
 class LightningStrategy(Strategy):
@@ -588,15 +553,20 @@ class LightningStrategy(Strategy):
         return {}
 
     def tensors(self, pool: LabelPool, task: TaskView) -> dict[str, Tensor]:
-        """The in-memory tensors the module trains on."""
+        """The tensors the module trains on; `x` stays a LazyInputs for inputs on disk."""
         arrays = {
-            "x": task.x.reshape(len(task.x), *task.input_shape),
             "train_idx": pool.indices,
             "train_y": pool.labels,
             "val_idx": pool.val_indices,
             "val_y": pool.val_labels,
         }
-        return {k: torch.tensor(v) for k, v in arrays.items()}  # copies: the arrays are read-only
+        data = {k: torch.tensor(v) for k, v in arrays.items()}  # copies: the arrays are read-only
+        data["x"] = (
+            task.x
+            if is_lazy(task.x)
+            else torch.tensor(task.x.reshape(len(task.x), *task.input_shape))
+        )
+        return data
 
     def fit(
         self,
@@ -692,6 +662,7 @@ class LightningStrategy(Strategy):
             "steps": float(module.steps_done),
             "stopped_early": float(module.steps_done < max_steps),
             "resumed_from_step": float(module.resumed_from),
+            "streamed": float(is_lazy(data["x"])),  # inputs read from disk by workers
         }
         if best.best is not None:
             info[f"best_{self.monitor}"] = best.best

@@ -71,11 +71,12 @@ class SelfTraining(LightningStrategy):
             )
             predictor = self.train(data, task, model, trainer, seed=seed, checkpoint=where)
             steps += predictor.fit_info["steps"]
-            if r == self.rounds or len(pool.unlabeled) == 0:
+            unlabeled = pool.unlabeled_data
+            if r == self.rounds or len(unlabeled) == 0:
                 break
-            keep, pseudo = self.pseudo_labels(predictor.predict_proba(task.x[pool.unlabeled]))
+            keep, pseudo = self.pseudo_labels(predictor.predict_proba(task.x[unlabeled]))
             pseudo_counts.append(len(keep))
-            indices = np.concatenate([pool.indices, pool.unlabeled[keep]])
+            indices = np.concatenate([pool.indices, unlabeled[keep]])
             targets = np.concatenate([revealed, pseudo])
             weights = np.concatenate(
                 [np.ones(len(pool)), np.full(len(keep), self.pseudo_weight)]

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from labelbench.config import check_int, check_number
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
-from labelbench.strategies.lightning import LabelModule, LightningStrategy, MinibatchStream
+from labelbench.strategies.feed import Feed
+from labelbench.strategies.lightning import LabelModule, LightningStrategy
 
 UNLABELED_SEED_OFFSET = 0x5E41
 
@@ -115,11 +116,13 @@ class SemiSupervisedModule(LabelModule):
     def num_unlabeled(self) -> int:
         return len(self.data["unlabeled_idx"])
 
-    def make_streams(self) -> dict[str, MinibatchStream]:
+    def make_streams(self) -> dict[str, Feed]:
         streams = super().make_streams()
         if self.num_unlabeled:
-            streams["unlabeled"] = self.stream(
-                self.num_unlabeled, self.mu * self.batch_size, self.seed + UNLABELED_SEED_OFFSET
+            streams["unlabeled"] = self.feed(
+                self.data["unlabeled_idx"],
+                self.mu * self.batch_size,
+                self.seed + UNLABELED_SEED_OFFSET,
             )
         return streams
 
@@ -129,8 +132,7 @@ class SemiSupervisedModule(LabelModule):
         stream = self.streams.get("unlabeled")
         if stream is None:
             return None
-        pick = next(stream)
-        return pick, self.data["x"][self.data["unlabeled_idx"][pick]]
+        return next(stream)
 
     def labeled_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy of the student on a weak view of labeled items: the whole loss
@@ -217,10 +219,10 @@ class SemiSupervised(LightningStrategy):
         self._num_classes = 0
 
     def unlabeled_indices(self, pool: LabelPool) -> np.ndarray:
-        """Dataset indices of the unlabeled set."""
+        """Dataset indices of the unlabeled set (the unlabeled-only items included)."""
         if self.include_labeled:
-            return np.concatenate([pool.unlabeled, pool.indices])
-        return np.asarray(pool.unlabeled)
+            return np.concatenate([pool.unlabeled_data, pool.indices])
+        return np.asarray(pool.unlabeled_data)
 
     def tensors(self, pool: LabelPool, task: TaskView) -> dict[str, Tensor]:
         data = super().tensors(pool, task)
@@ -261,8 +263,7 @@ class SoftTargetModule(LabelModule):
     propagated or pseudo-labels alongside the revealed ones."""
 
     def training_loss(self) -> Tensor:
-        pick = next(self.labeled)
-        x = self.data["x"][self.data["train_idx"][pick]]
+        pick, x = next(self.labeled)
         logits = self.net(self.weak(x))
         loss = F.cross_entropy(logits, self.data["train_y"][pick], reduction="none")
         weight = self.data["train_w"][pick]
