@@ -14,6 +14,8 @@ import torch
 from conftest import ROOT, run_cli
 from labelbench.config import ConfigError
 from labelbench.data.hub import Hub
+from labelbench.data.lazy import LazyInputs
+from labelbench.data.task import NO_LABEL
 from labelbench.models.resnet import ResNet18Cifar
 from labelbench.run import run
 
@@ -100,13 +102,14 @@ def test_image_folder_columns_pixels_and_fixed_test_split(image_folder):
     src = Hub(str(image_folder), input_column="img", label_column="label", test_split="test")
     x, y, classes, shape = src.arrays()
     assert shape == (3, 8, 8) and src.modality == "image"  # from the Image column
-    assert x.shape == (75, 3 * 8 * 8) and x.dtype == np.float32
-    assert x.min() >= 0.0 and x.max() <= 1.0
+    assert isinstance(x, LazyInputs) and x.shape == (75, 3, 8, 8)  # read when used
+    values = np.asarray(x)
+    assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() <= 1.0
     assert classes == CLASSES  # a ClassLabel keeps its own names and order
     pix, labels = _images(60)
     np.testing.assert_array_equal(y[:60], labels)
     # channels first: item 5, channel 2, row 3, column 4 is pixel (3, 4) of channel 2
-    assert x[5].reshape(3, 8, 8)[2, 3, 4] == pytest.approx(pix[5, 3, 4, 2] / 255)
+    assert x[5][2, 3, 4] == pytest.approx(pix[5, 3, 4, 2] / 255)
     tasks = [src.load(seed) for seed in (0, 1)]
     for task in tasks:
         assert task.modality == "image" and task.input_shape == (3, 8, 8)
@@ -205,7 +208,7 @@ def test_bad_columns_and_splits_are_one_line(image_folder, kwargs, pattern):
 def test_input_column_left_out_is_the_only_column_besides_the_label(image_folder):
     src = Hub(str(image_folder), test_split="test")  # columns: img, label
     x, _, classes, shape = src.arrays()
-    assert src.input_column == "img" and shape == (3, 8, 8) and x.shape == (75, 3 * 8 * 8)
+    assert src.input_column == "img" and shape == (3, 8, 8) and x.shape == (75, 3, 8, 8)
     assert classes == CLASSES
 
 
@@ -251,7 +254,8 @@ def test_missing_split_of_a_file_folder_is_one_line(text_folder, tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_unlabelled_items_are_refused(tmp_path):
+def test_unlabelled_items_are_unlabeled_only(tmp_path):
+    """A ClassLabel's -1 (STL-10's unlabeled split) marks an item without a label."""
     ds = datasets.Dataset.from_dict(
         {"x": [[0.0, 1.0]] * 4, "label": [0, 1, -1, 0]},
         features=datasets.Features(
@@ -262,8 +266,8 @@ def test_unlabelled_items_are_refused(tmp_path):
         ),
     )
     ds.save_to_disk(str(tmp_path / "one"))
-    with pytest.raises(ConfigError, match=r"has 1 items without a label \(-1\)"):
-        Hub(str(tmp_path / "one"), "x").arrays()
+    _, y, classes, _ = Hub(str(tmp_path / "one"), "x").arrays()
+    assert y.tolist() == [0, 1, NO_LABEL, 0] and classes == ("a", "b")
 
 
 def test_vector_column_and_single_saved_split(tmp_path):

@@ -189,3 +189,26 @@ def test_batched_prediction_equals_one_shot(lazy):
     np.testing.assert_array_equal(
         predictor.predict_proba(lazy), predictor.predict_proba(np.asarray(lazy))
     )
+
+
+@pytest.mark.slow
+def test_ddp_streams_each_process_its_share(folder, tmp_path):
+    """Two DDP processes on the CPU, each reading its share of every batch from disk with
+    its own workers; rank 0 records the run once."""
+    import json
+
+    from conftest import run_cli
+
+    root, unlabeled = folder
+    results = tmp_path / "results"
+    proc = run_cli(
+        "labelbench-run", "trainer=ddp", "dataset=folder", f"dataset.root={root}",
+        f"dataset.unlabeled={unlabeled}", "loader.path=stream", "loader.workers=1",
+        "strategy=fixmatch", "model=cnn_small", "budget.total=12", "strategy.max_steps=20",
+        "strategy.eval_every=10", "logger=none", f"paths.results_dir={results}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = (results / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok", record["error"]
+    assert record["metrics"]["fit/streamed"] == 1.0 and record["metrics"]["fit/steps"] == 20

@@ -21,23 +21,50 @@ encoder may differ in the last bit between runs): whichever description lands la
 a complete array that matches it. A reader trusts an entry only if its description parses,
 names this key, and the array loads with the described shape and dtype and the described
 sha256 (hashing costs about 1 ms per MB); anything else is logged and rebuilt.
+
+Items kept on disk (a labelbench.data.lazy.LazyInputs) are keyed by their reader's
+`fingerprint()` and the rows of the view, without decoding any item, and are encoded in
+batches read through DataLoader workers (`Encoder.encode_batches`): only the embeddings
+are ever held. Such an encoding leaves its progress next to the entry, so that a job
+killed part-way resumes where it stopped:
+
+    <stem>.partial.npy      the rows encoded so far (the entry's shape and dtype)
+    <stem>.partial.json     whose they are (the entry's identity), shape, rows done
+    <stem>.lock             held (flock) by the one job encoding the entry
+
+The array is flushed, then the progress file replaced atomically, every `checkpoint_rows`
+rows and when the encoding stops on an error. A later `get` of the same entry continues
+from the rows done, after checking the progress names this entry, shape and dtype (a
+mismatching or unreadable one is logged and discarded); the finished entry is written as
+above and the partial files removed. The lock makes a second job wait for the first and
+then read its entry, rather than both resuming the same partial. On a file system without
+working flock (some network mounts) the lock is skipped with a log line, and two jobs that
+resume the same partial at once are not supported there (each may overwrite the other's
+rows; the entry each writes is still whole).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labelbench.config import ConfigError
+try:
+    import fcntl
+except ImportError:  # not POSIX: streamed encodings take no lock (see above)
+    fcntl = None  # type: ignore[assignment]
+
+from labelbench.config import ConfigError, check_int
+from labelbench.data.lazy import LazyInputs, is_lazy
 from labelbench.results.atomic import atomic_write
 
 log = logging.getLogger("labelbench")
@@ -46,6 +73,8 @@ ENV_VAR = "LABELBENCH_CACHE"
 DEFAULT_DIR = "~/.cache/labelbench/embeddings"
 DTYPES = ("float32", "float16")
 FORMAT = 1
+CHECKPOINT_ROWS = 8192  # rows encoded between two progress checkpoints of a streamed encoding
+STREAM_BATCH = 256  # rows per batch for an encoder that names no batch_size
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -54,10 +83,19 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def items_digest(items: Sequence[Any] | np.ndarray) -> str:
+def items_digest(items: Sequence[Any] | np.ndarray | LazyInputs) -> str:
     """sha256 of the items in order: strings by their UTF-8 bytes, length-prefixed (so no two
-    lists collide by concatenation); an array by its dtype, shape and bytes."""
+    lists collide by concatenation); an array by its dtype, shape and bytes; a LazyInputs by
+    its reader's fingerprint, item shape and dtype and its rows, decoding nothing."""
     digest = hashlib.sha256()
+    if is_lazy(items):
+        reader = items.reader
+        rows = np.ascontiguousarray(items.rows, dtype=np.int64)
+        head = f"lazy|{tuple(reader.item_shape)}|{np.dtype(reader.dtype).str}|{len(rows)}|"
+        digest.update(head.encode())
+        digest.update(str(reader.fingerprint()).encode("utf-8") + b"|")
+        digest.update(rows.tobytes())
+        return digest.hexdigest()
     if isinstance(items, np.ndarray):
         digest.update(f"array|{items.dtype.str}|{items.shape}|".encode())
         digest.update(np.ascontiguousarray(items).tobytes())
@@ -88,13 +126,20 @@ class CacheCorrupt(Exception):
 class EmbeddingCache:
     """Embeddings by (dataset, items, encoder, weights, view), under `root` (see the module
     docstring). `dtype`: how they are stored, float32 or float16 (half the disk; the
-    rounding is applied on the first run too, so every run sees the same values)."""
+    rounding is applied on the first run too, so every run sees the same values).
+    `checkpoint_rows`: rows of a streamed encoding between two progress checkpoints."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike | None = None,
+        dtype: str = "float32",
+        checkpoint_rows: int = CHECKPOINT_ROWS,
+    ) -> None:
         if dtype not in DTYPES:
             raise ConfigError(f"cache_dtype={dtype!r} is not one of {', '.join(DTYPES)}")
         self.root = cache_root(cache_dir)
         self.dtype = dtype
+        self.checkpoint_rows = check_int("checkpoint_rows", checkpoint_rows, 1)
 
     def describe(self, dataset: str, items_sha: str, encoder: Any, view: str) -> dict[str, Any]:
         """What identifies an entry, and its key (a hash of all of it)."""
@@ -117,17 +162,22 @@ class EmbeddingCache:
         return "-".join(_safe(p) for p in parts) + f"-{ident['key']}"
 
     def get(
-        self, dataset: str, items: Sequence[Any] | np.ndarray, encoder: Any, view: str = "text"
+        self,
+        dataset: str,
+        items: Sequence[Any] | np.ndarray | LazyInputs,
+        encoder: Any,
+        view: str = "text",
     ) -> np.ndarray:
         """The embeddings of `items` (float32, one row each, read-only): read from the cache,
-        or computed with `encoder.encode(items)`, stored and read back."""
+        or computed with `encoder.encode(items)` (a LazyInputs: `encoder.encode_batches`
+        over its batches, resumably), stored and read back."""
         ident = self.describe(dataset, items_digest(items), encoder, view)
         meta_path = self.root / f"{self.stem(ident)}.json"
-        if meta_path.exists():
-            try:
-                return self._as_float32(self.read(meta_path, ident, len(items)))
-            except CacheCorrupt as e:
-                log.warning("embedding cache %s is not usable (%s); rebuilding it", meta_path, e)
+        hit = self._hit(meta_path, ident, len(items))
+        if hit is not None:
+            return hit
+        if is_lazy(items):
+            return self._get_streamed(meta_path, ident, items, encoder)
         log.info(
             "encoding %d items of %s with %s (cache: %s)",
             len(items),
@@ -139,15 +189,205 @@ class EmbeddingCache:
         if x.ndim != 2 or len(x) != len(items):
             raise ValueError(
                 f"encoder {encoder.name} returned shape {x.shape} for {len(items)} items;"
-                " expected (n_items, d)"
+                " expected one row per item"
             )
         if not np.isfinite(x).all():
             raise ValueError(f"encoder {encoder.name} returned non-finite values")
-        self.write(meta_path, ident, x.astype(self.dtype))
+        return self._store(meta_path, ident, x.astype(self.dtype))
+
+    def _hit(self, meta_path: Path, ident: dict[str, Any], n_items: int) -> np.ndarray | None:
+        """The entry as float32 if it is there and sound; None (logged if damaged) if not."""
+        if not meta_path.exists():
+            return None
         try:
-            return self._as_float32(self.read(meta_path, ident, len(items)))
+            return self._as_float32(self.read(meta_path, ident, n_items))
+        except CacheCorrupt as e:
+            log.warning("embedding cache %s is not usable (%s); rebuilding it", meta_path, e)
+            return None
+
+    def _store(self, meta_path: Path, ident: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        """Write the entry `x` (in the cache dtype) and return it read back as float32."""
+        self.write(meta_path, ident, x)
+        try:
+            return self._as_float32(self.read(meta_path, ident, len(x)))
         except CacheCorrupt:  # a concurrent writer's entry replaced ours and is itself broken
-            return self._as_float32(x.astype(self.dtype))
+            return self._as_float32(x)
+
+    # -- items kept on disk: encoded in batches, resumable ---------------------------------
+    def partial_paths(self, meta_path: Path) -> tuple[Path, Path, Path]:
+        """The progress files of an entry's streamed encoding: array, progress, lock."""
+        stem = meta_path.stem
+        folder = meta_path.parent
+        return (
+            folder / f"{stem}.partial.npy",
+            folder / f"{stem}.partial.json",
+            folder / f"{stem}.lock",
+        )
+
+    def _get_streamed(
+        self, meta_path: Path, ident: dict[str, Any], items: LazyInputs, encoder: Any
+    ) -> np.ndarray:
+        array_path, progress_path, lock_path = self.partial_paths(meta_path)
+        with _exclusive(lock_path) as waited:
+            if waited:  # another job held the entry: it has likely finished it
+                hit = self._hit(meta_path, ident, len(items))
+                if hit is not None:
+                    return hit
+            x = self._encode_streamed(array_path, progress_path, ident, items, encoder)
+            out = self._store(meta_path, ident, x)
+            progress_path.unlink(missing_ok=True)  # the progress first: it names the array
+            array_path.unlink(missing_ok=True)
+        return out
+
+    def _encode_streamed(
+        self,
+        array_path: Path,
+        progress_path: Path,
+        ident: dict[str, Any],
+        items: LazyInputs,
+        encoder: Any,
+    ) -> np.ndarray:
+        """Every row's embedding (in the cache dtype, in memory), encoded from where a
+        previous attempt's progress stopped, checkpointing as it goes."""
+        n = len(items)
+        name = getattr(encoder, "name", type(encoder).__name__)
+        if n == 0:
+            raise ValueError(f"no items to encode for {ident['dataset']} with {name}")
+        partial, done = self._resume(array_path, progress_path, ident, n)
+        batch_size = int(getattr(encoder, "batch_size", STREAM_BATCH))
+        log.info(
+            "encoding %d items of %s with %s in batches of %d (cache: %s)%s",
+            n - done,
+            ident["dataset"],
+            name,
+            batch_size,
+            self.root,
+            f"; resuming after {done} of {n} rows" if done else "",
+        )
+        marked = done  # rows the progress file vouches for
+        outputs = _encode_batches(encoder, items[done:].batches(batch_size)) if done < n else None
+        try:
+            for out in outputs or ():
+                out = np.asarray(out)
+                expected = min(batch_size, n - done)
+                if out.ndim != 2 or len(out) != expected:
+                    raise ValueError(
+                        f"encoder {name} returned shape {out.shape} for a batch of {expected}"
+                        " items; expected one row per item"
+                    )
+                if partial is None:
+                    partial = self._start(array_path, progress_path, (n, out.shape[1]))
+                elif out.shape[1] != partial.shape[1]:
+                    raise ValueError(
+                        f"encoder {name} returned {out.shape[1]} features, where the rows"
+                        f" encoded before have {partial.shape[1]}"
+                    )
+                if not np.isfinite(out).all():
+                    raise ValueError(f"encoder {name} returned non-finite values")
+                partial[done : done + len(out)] = out
+                done += len(out)
+                if done - marked >= self.checkpoint_rows:
+                    self._checkpoint(partial, progress_path, ident, done)
+                    marked = done
+        except BaseException:
+            if partial is not None and done > marked:
+                try:  # keep what was encoded before the failure, for the next attempt
+                    self._checkpoint(partial, progress_path, ident, done)
+                except Exception as e:
+                    log.warning("could not save the progress of %s: %s", progress_path, e)
+            raise
+        finally:
+            close = getattr(outputs, "close", None)
+            if close is not None:
+                close()  # stops the DataLoader workers now, not when collected
+        if partial is None or done != n:
+            raise ValueError(f"encoder {name} returned {done} rows for {n} items")
+        return np.array(partial)  # in memory: the memory map closes with `partial`
+
+    def _checkpoint(
+        self, partial: np.memmap, progress_path: Path, ident: dict[str, Any], done: int
+    ) -> None:
+        """Record that the first `done` rows of `partial` are encoded."""
+        partial.flush()  # the rows reach the file before the progress names them
+        progress = {
+            "format": FORMAT,
+            "ident": ident,
+            "file": Path(partial.filename).name,
+            "shape": list(partial.shape),
+            "dtype": self.dtype,
+            "rows_done": done,
+        }
+        atomic_write(progress_path, json.dumps(progress, indent=1, sort_keys=True) + "\n")
+
+    def _resume(
+        self, array_path: Path, progress_path: Path, ident: dict[str, Any], n: int
+    ) -> tuple[np.ndarray | None, int]:
+        """The partial array (memory-mapped for writing) and its rows done, if a previous
+        attempt left usable progress for this entry; else (None, 0), discarding any."""
+        if not progress_path.exists():
+            return None, 0  # an array without progress never reached a checkpoint
+        try:
+            partial, done = self._check_partial(array_path, progress_path, ident, n)
+        except CacheCorrupt as e:
+            log.warning(
+                "embedding cache: the partial encoding %s is not usable (%s); discarding it"
+                " and encoding from the first row",
+                progress_path,
+                e,
+            )
+            progress_path.unlink(missing_ok=True)
+            array_path.unlink(missing_ok=True)
+            return None, 0
+        return partial, done
+
+    def _check_partial(
+        self, array_path: Path, progress_path: Path, ident: dict[str, Any], n: int
+    ) -> tuple[np.ndarray, int]:
+        try:
+            progress = json.loads(progress_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CacheCorrupt(f"progress unreadable: {type(e).__name__}") from None
+        if not isinstance(progress, dict) or not isinstance(progress.get("ident"), dict):
+            raise CacheCorrupt("progress is not a JSON object naming an entry")
+        theirs = progress["ident"]
+        for field in sorted(set(ident) | set(theirs)):
+            if theirs.get(field) != ident.get(field):
+                raise CacheCorrupt(
+                    f"it is for {field}={theirs.get(field)!r}, not {ident.get(field)!r}"
+                )
+        shape, done = progress.get("shape"), progress.get("rows_done")
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or shape[0] != n
+            or not isinstance(shape[1], int)
+            or shape[1] < 1
+        ):
+            raise CacheCorrupt(f"progress has shape {shape!r}, expected [{n}, features]")
+        if isinstance(done, bool) or not isinstance(done, int) or not 0 < done <= n:
+            raise CacheCorrupt(f"progress has rows_done={done!r}, expected 1..{n}")
+        if progress.get("dtype") != self.dtype or progress.get("file") != array_path.name:
+            raise CacheCorrupt(
+                f"progress names {progress.get('file')!r} of dtype {progress.get('dtype')!r},"
+                f" not {array_path.name!r} of {self.dtype}"
+            )
+        try:
+            partial = np.load(array_path, mmap_mode="r+", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CacheCorrupt(f"{array_path.name} does not load: {reason}") from None
+        if list(partial.shape) != shape or str(partial.dtype) != self.dtype:
+            raise CacheCorrupt(
+                f"{array_path.name} has shape {list(partial.shape)} and dtype {partial.dtype},"
+                f" expected {shape} and {self.dtype}"
+            )
+        return partial, done
+
+    def _start(self, array_path: Path, progress_path: Path, shape: tuple[int, int]) -> np.ndarray:
+        """A new partial array of `shape`, memory-mapped for writing (no progress yet)."""
+        progress_path.unlink(missing_ok=True)
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        return np.lib.format.open_memmap(array_path, mode="w+", dtype=self.dtype, shape=shape)
 
     @staticmethod
     def _as_float32(x: np.ndarray) -> np.ndarray:
@@ -197,3 +437,56 @@ class EmbeddingCache:
         if _file_sha256(path) != meta.get("sha256"):
             raise CacheCorrupt(f"{name} does not match its sha256")
         return x
+
+
+def _encode_batches(encoder: Any, batches: Any) -> Iterator[np.ndarray]:
+    """`encoder.encode_batches(batches)`, or `encode` batch by batch for an encoder
+    without it (any object with `encode` is accepted as an encoder)."""
+    batched = getattr(encoder, "encode_batches", None)
+    if callable(batched):
+        return iter(batched(batches))
+    return (np.asarray(encoder.encode(b.numpy() if hasattr(b, "numpy") else b)) for b in batches)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on `path` (created, and removed on leaving) for the block;
+    yields whether another process held it first (this one waited). The kernel drops
+    the lock of a killed process, so a stale lock file never blocks."""
+    fd = _locked(path) if fcntl is not None else None
+    if fd is None:
+        yield False
+        return
+    fd, waited = fd
+    try:
+        yield waited
+    finally:
+        path.unlink(missing_ok=True)  # while still held, so no one holds a removed file
+        os.close(fd)
+
+
+def _locked(path: Path) -> tuple[int, bool] | None:
+    """An open descriptor of `path` holding its flock, and whether it had to wait; None
+    where the file system refuses locks (logged)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another job encoding the same entry (%s)", path)
+                waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:  # e.g. ENOLCK on a network mount without locking
+            os.close(fd)
+            log.warning("cannot lock %s (%s); encoding without a lock", path, e)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, waited
+        os.close(fd)  # the holder removed the file we locked on leaving: lock the new one

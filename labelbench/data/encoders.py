@@ -22,7 +22,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,25 @@ class Encoder:
         """Embeddings of `items`, one float32 row each."""
         raise NotImplementedError
 
+    def encode_batches(self, batches: Iterable[Any]) -> Iterator[np.ndarray]:
+        """Embeddings of each batch in turn (one float32 (len(batch), d) array per batch),
+        for items that never exist all at once (labelbench.data.lazy). A batch is a
+        numpy array, a CPU torch tensor or a sequence of items. The default encodes each
+        batch with `encode`; an encoder with set-up costs (a network to build) overrides
+        it to pay them once."""
+        for batch in batches:
+            yield np.asarray(self.encode(_as_items(batch)), dtype=np.float32)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def _as_items(batch: Any) -> Any:
+    """A torch tensor as a numpy array (what `encode` takes); anything else unchanged."""
+    if hasattr(batch, "detach") and hasattr(batch, "numpy"):
+        return batch.detach().cpu().numpy()
+    return batch
 
 
 class NoEncoder(Encoder):
@@ -196,7 +212,8 @@ class BackboneEncoder(Encoder):
     loaded into the backbone; nothing is downloaded. Without it the backbone keeps its
     seeded random initialisation (`seed`): random convolutional features, a known
     baseline, not a pretrained encoder. The fingerprint hashes the weights file, or the
-    architecture and seed. Images arrive as (n, channels, height, width) in [0, 1]."""
+    architecture and seed. Images arrive as (n, channels, height, width) in [0, 1]: an
+    array, or a LazyInputs (or any batches, `encode_batches`) read `batch_size` at a time."""
 
     modalities = ("image",)
 
@@ -225,14 +242,16 @@ class BackboneEncoder(Encoder):
             return hashlib.sha256(self.weights.read_bytes()).hexdigest()
         return hashlib.sha256(f"random-init|{self.model!r}|{self.seed}".encode()).hexdigest()
 
-    def encode(self, items: Sequence[Any]) -> np.ndarray:
+    def network(self, in_shape: tuple[int, ...]) -> Any:
+        """The frozen backbone for images of `in_shape`, in eval mode on `device`: built
+        from `seed` alone (inside a forked torch RNG, so neither the caller's random state
+        nor anything drawn before changes it), then given `weights` if set. The same
+        network every call, wherever an interrupted encoding resumes."""
         import torch
 
-        images = np.asarray(items, dtype=np.float32)
-        if images.ndim != 4:
-            raise ValueError(f"images must be (n, channels, height, width), got {images.shape}")
-        torch.manual_seed(self.seed)
-        net = self.model(in_shape=tuple(images.shape[1:]), num_classes=2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = self.model(in_shape=tuple(in_shape), num_classes=2)
         if self.weights is not None:
             state = torch.load(self.weights, map_location="cpu", weights_only=True)
             own = net.state_dict()
@@ -245,13 +264,47 @@ class BackboneEncoder(Encoder):
                     f"weights={self.weights} lacks {len(missing)} of the backbone's tensors"
                     f" (first: {missing[0]}); is it the same architecture?"
                 )
-        net = net.to(self.device).eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                batch = torch.as_tensor(images[i : i + self.batch_size], device=self.device)
-                out.append(net.embed(batch).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        return net.to(self.device).eval()
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        from labelbench.data.lazy import is_lazy
+
+        if is_lazy(items):  # read in batches, never all decoded at once
+            batches: Iterable[Any] = items.batches(self.batch_size)  # type: ignore[attr-defined]
+        else:
+            images = np.asarray(items, dtype=np.float32)
+            _check_images(images.shape)
+            batches = (
+                images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)
+            )
+        out = list(self.encode_batches(batches))
+        if not out:
+            raise ValueError("no images to encode")
+        return np.concatenate(out)
+
+    def encode_batches(self, batches: Iterable[Any]) -> Iterator[np.ndarray]:
+        """Each batch of images ((n, channels, height, width) in [0, 1]: numpy arrays or
+        CPU float tensors) through one network, built on the first batch; a batch larger
+        than `batch_size` goes through in pieces of `batch_size`."""
+        import torch
+
+        net = None
+        for batch in batches:
+            images = torch.as_tensor(batch).to(dtype=torch.float32)
+            _check_images(tuple(images.shape))
+            if net is None:
+                net = self.network(tuple(images.shape[1:]))
+            out = []
+            with torch.no_grad():
+                for i in range(0, len(images), self.batch_size):
+                    piece = images[i : i + self.batch_size].to(self.device)
+                    out.append(net.embed(piece).float().cpu().numpy())
+            yield np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _check_images(shape: tuple[int, ...]) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"images must be (n, channels, height, width), got {tuple(shape)}")
 
 
 class HashingEncoder(Encoder):

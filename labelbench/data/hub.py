@@ -14,12 +14,13 @@ from urllib.parse import urlparse
 import numpy as np
 
 from labelbench.config import ConfigError
+from labelbench.data.lazy import ItemReader, LazyInputs, UnreadableItem
 from labelbench.data.sources import Source
-from labelbench.data.task import MODALITIES
+from labelbench.data.task import MODALITIES, NO_LABEL
 
 OFFLINE_VARS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 TRUE = {"1", "ON", "YES", "TRUE"}
-CHUNK = 4096  # rows decoded at a time: 50k CIFAR images never exist twice as float64
+CHUNK = 4096  # rows of numeric vectors converted at a time (never the whole column twice)
 
 
 def offline_declared() -> bool:
@@ -80,9 +81,18 @@ class Hub(Source):
     `split` (slices allowed for hub ids and file folders: `train[:5000]`) gives the pool and
     validation items, and, cut per split seed, the test items; `test_split` names the
     dataset's own test split instead, which is then the fixed test split whatever the seed.
-    Images are scaled to [0, 1], channels first; text needs an `encoder`. `flip`: whether a
-    left-right mirror keeps an image's class (true for CIFAR and STL-10, false for digits
-    and SVHN); augmentations flip only where it is true.
+    `unlabeled_split` names a split whose rows are all unlabeled-only items (NO_LABEL: never
+    revealed, never in validation or test), whatever its label column says or if it has
+    none (STL-10's `unlabeled`). Rows come in that order: split, test_split, unlabeled_split.
+    Only two things mean "no label": a ClassLabel value of -1 (such rows of `split` become
+    unlabeled-only; in `test_split` they are refused) and the rows of `unlabeled_split`. A
+    missing value in any other label column is refused.
+
+    Images (an Image column, or an array column with modality image) stay on disk: the
+    inputs are a LazyInputs that decodes rows on demand (see ArrowImageReader), scaled to
+    [0, 1] where used, channels first. Text needs an `encoder`; text and numeric vectors are
+    read into memory. `flip`: whether a left-right mirror keeps an image's class (true for
+    CIFAR and STL-10, false for digits and SVHN); augmentations flip only where it is true.
 
     Offline (HF_DATASETS_OFFLINE or HF_HUB_OFFLINE set, or the Hub unreachable), only
     datasets in the local Hugging Face cache load; anything else is one ConfigError line."""
@@ -104,6 +114,7 @@ class Hub(Source):
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         flip: bool = False,
+        unlabeled_split: str | None = None,
     ) -> None:
         super().__init__(val_fraction, test_fraction, flip=flip)
         if not name or not str(name).strip():
@@ -122,11 +133,15 @@ class Hub(Source):
             _check_text_encoder(encoder)
         if test_split is not None and str(test_split) == str(split):
             raise ConfigError(f"test_split={test_split!r} is the training split itself")
+        if unlabeled_split is not None and str(unlabeled_split) in (str(split), str(test_split)):
+            which = "the training split" if str(unlabeled_split) == str(split) else "test_split"
+            raise ConfigError(f"unlabeled_split={unlabeled_split!r} is {which} itself")
         self.hub_name = str(name)
         self.input_column = None if input_column is None else str(input_column)
         self.label_column = str(label_column)
         self.split = str(split)
         self.test_split = None if test_split is None else str(test_split)
+        self.unlabeled_split = None if unlabeled_split is None else str(unlabeled_split)
         self.config = None if config is None else str(config)
         self.revision = None if revision is None else str(revision)
         self.hf_cache_dir = hf_cache_dir
@@ -135,8 +150,8 @@ class Hub(Source):
         self.cache_dtype = cache_dtype
         self.modality = modality or "vector"  # replaced by the column's kind when null
         self._modality_given = modality is not None
-        self._n_total = 0
-        self._n_test: int | None = None  # rows of test_split, set by arrays()
+        self._n_split = 0  # rows of each split, set by arrays()
+        self._n_test: int | None = None
         base = self.hub_name.rstrip("/").rsplit("/", 1)[-1]
         self.name = f"{base}.{self.config}" if self.config else base
 
@@ -154,11 +169,17 @@ class Hub(Source):
             raise ConfigError(f"name={self.hub_name} is a path that does not exist")
         return None
 
-    def _splits(self) -> list[str]:
-        return [self.split] + ([self.test_split] if self.test_split else [])
+    def _splits(self) -> list[tuple[str, str]]:
+        """(option, split) of each split read, in row order."""
+        named = (
+            ("split", self.split),
+            ("test_split", self.test_split),
+            ("unlabeled_split", self.unlabeled_split),
+        )
+        return [(key, s) for key, s in named if s is not None]
 
     def _read(self) -> list[Any]:
-        """The training split and, if named, the test split, as `datasets.Dataset`s."""
+        """The splits of `_splits()`, as memory-mapped `datasets.Dataset`s."""
         import datasets
 
         datasets.disable_progress_bars()
@@ -176,8 +197,8 @@ class Hub(Source):
         why = "offline mode is set (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)" if declared else None
         with offline_mode(offline):
             return [
-                self._load(s, local, offline and (why or "the Hub cannot be reached"))
-                for s in self._splits()
+                self._load(key, s, local, offline and (why or "the Hub cannot be reached"))
+                for key, s in self._splits()
             ]
 
     def _read_saved(self, folder: Path) -> list[Any]:
@@ -187,16 +208,11 @@ class Hub(Source):
 
         saved = datasets.load_from_disk(str(folder), keep_in_memory=False)
         if isinstance(saved, datasets.Dataset):
-            if self.test_split:
-                raise ConfigError(
-                    f"test_split={self.test_split!r}: {folder} holds a single split; set"
-                    " test_split=null"
-                )
+            for key, s in self._splits()[1:]:
+                raise ConfigError(f"{key}={s!r}: {folder} holds a single split; set {key}=null")
             return [saved]
         out = []
-        for key, s in (("split", self.split), ("test_split", self.test_split)):
-            if s is None:
-                continue
+        for key, s in self._splits():
             if s not in saved:
                 raise ConfigError(
                     f"{key}={s!r} is not a split of {folder}; splits: {', '.join(saved)}"
@@ -205,12 +221,11 @@ class Hub(Source):
             out.append(saved[s])
         return out
 
-    def _load(self, split: str, local: Path | None, offline: str | bool) -> Any:
-        """One split through `load_dataset` (a hub id or a file folder). `offline`: False,
-        or why the Hub is not asked (for the message)."""
+    def _load(self, key: str, split: str, local: Path | None, offline: str | bool) -> Any:
+        """One split through `load_dataset` (a hub id or a file folder), memory-mapped from
+        the cache. `offline`: False, or why the Hub is not asked (for the message)."""
         import datasets
 
-        key = "split" if split == self.split else "test_split"
         try:
             return datasets.load_dataset(
                 str(local) if local is not None else self.hub_name,
@@ -218,6 +233,7 @@ class Hub(Source):
                 split=split,
                 revision=self.revision,
                 cache_dir=self.hf_cache_dir,
+                keep_in_memory=False,
             )
         except ConnectionError as e:  # datasets' own: the Hub not reached, not in the cache
             why = offline or f"the Hub cannot be reached ({_first_line(e)})"
@@ -250,10 +266,11 @@ class Hub(Source):
 
     # --- arrays ------------------------------------------------------------------------------
 
-    def _column(self, table: Any, column: str, key: str) -> None:
+    def _column(self, table: Any, column: str, key: str, split: str | None = None) -> None:
         if column not in table.column_names:
+            where = f"split {split!r} of " if split else ""
             raise ConfigError(
-                f"{key}={column!r} is not a column of {self.origin};"
+                f"{key}={column!r} is not a column of {where}{self.origin};"
                 f" columns: {', '.join(table.column_names)}"
             )
 
@@ -276,45 +293,62 @@ class Hub(Source):
 
     def arrays(self):
         tables = self._read()
+        splits = self._splits()
+        labelled = tables[: len(tables) - (self.unlabeled_split is not None)]
         self._column(tables[0], self.label_column, "label_column")
         if self.input_column is None:
             self.input_column = self._only_input(tables[0])
-        for table in tables:
-            self._column(table, self.label_column, "label_column")
-            self._column(table, self.input_column, "input_column")
-            if self.input_column == self.label_column:
-                raise ConfigError(
-                    f"input_column={self.input_column!r} is the label column; the label must"
-                    " not be an input"
-                )
-        if any(len(t) == 0 for t in tables):
-            raise ConfigError(f"{self.origin}: split {self._splits()} has no rows")
-        y, classes = self._labels(tables)
+        if self.input_column == self.label_column:
+            raise ConfigError(
+                f"input_column={self.input_column!r} is the label column; the label must"
+                " not be an input"
+            )
+        for k, ((_, split), table) in enumerate(zip(splits, tables, strict=True)):
+            named = split if k else None  # the first split's columns are the dataset's
+            self._column(table, self.input_column, "input_column", named)
+            if k < len(labelled):
+                self._column(table, self.label_column, "label_column", named)
+        empty = [s for (_, s), t in zip(splits, tables, strict=True) if len(t) == 0]
+        if empty:
+            raise ConfigError(f"{self.origin}: split {empty[0]!r} has no rows")
+        n_unlabeled = len(tables[-1]) if self.unlabeled_split is not None else 0
+        y, classes = self._labels(labelled, n_unlabeled)
         x, input_shape = self._inputs(tables)
-        self._n_total = len(y)
-        self._n_test = len(tables[1]) if len(tables) > 1 else None
+        self._n_split = len(tables[0])
+        self._n_test = len(tables[1]) if self.test_split is not None else None
         return x, y, classes, input_shape
 
     def test_indices(self) -> np.ndarray | None:
-        """The rows of `test_split`, after those of `split` in `arrays()`."""
+        """The rows of `test_split`: after those of `split`, before those of
+        `unlabeled_split` in `arrays()`."""
         if self._n_test is None:
             return None
-        return np.arange(self._n_total - self._n_test, self._n_total)
+        return np.arange(self._n_split, self._n_split + self._n_test)
 
-    def _labels(self, tables: list[Any]) -> tuple[np.ndarray, tuple[str, ...]]:
+    def _labels(self, tables: list[Any], n_unlabeled: int) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Labels of the rows of `split` and `test_split` (`tables`), then NO_LABEL for the
+        `n_unlabeled` rows of `unlabeled_split`."""
         import datasets
 
         feature = tables[0].features[self.label_column]
-        values = [np.asarray(t.with_format("numpy")[self.label_column]) for t in tables]
-        labels = np.concatenate(values)
+        values = [_values(t, self.label_column) for t in tables]
+        tail = np.full(n_unlabeled, NO_LABEL, dtype=np.int64)
         if isinstance(feature, datasets.ClassLabel):
-            missing = int((labels < 0).sum())
-            if missing:
+            if len(values) > 1 and (missing := int((values[1] < 0).sum())):
                 raise ConfigError(
-                    f"label_column={self.label_column!r} of {self.origin} has {missing} items"
-                    " without a label (-1); pick a labelled split"
+                    f"label_column={self.label_column!r} of test_split={self.test_split!r} of"
+                    f" {self.origin} has {missing} items without a label (-1); test items"
+                    " must be labelled"
                 )
-            return labels.astype(np.int64), tuple(feature.names)
+            if not (values[0] >= 0).any():
+                raise ConfigError(
+                    f"split={self.split!r} of {self.origin} has no labelled items (all -1);"
+                    " name a labelled split (unlabeled_split= takes the unlabeled one)"
+                )
+            labels = np.concatenate(values).astype(np.int64)
+            labels[labels < 0] = NO_LABEL  # ClassLabel's "no label": unlabeled-only items
+            return np.concatenate([labels, tail]), tuple(feature.names)
+        labels = np.concatenate(values)
         if labels.dtype == object and any(v is None for v in labels):
             raise ConfigError(
                 f"label_column={self.label_column!r} of {self.origin} has missing values"
@@ -328,8 +362,8 @@ class Hub(Source):
                 f"label_column={self.label_column!r} of {self.origin} holds {labels.ndim}-d"
                 " values; one class per item is needed"
             )
-        values, y = np.unique(labels, return_inverse=True)
-        return y.astype(np.int64), tuple(str(v) for v in values)
+        classes, y = np.unique(labels, return_inverse=True)
+        return np.concatenate([y.astype(np.int64), tail]), tuple(str(v) for v in classes)
 
     def _kind(self, feature: Any) -> str:
         import datasets
@@ -340,7 +374,7 @@ class Hub(Source):
             return "text"
         return "vector"
 
-    def _inputs(self, tables: list[Any]) -> tuple[np.ndarray, tuple[int, ...]]:
+    def _inputs(self, tables: list[Any]) -> tuple[Any, tuple[int, ...]]:
         kind = self._kind(tables[0].features[self.input_column])
         if not self._modality_given:
             self.modality = kind
@@ -350,22 +384,17 @@ class Hub(Source):
                 f" of {self.origin}, which holds {kind} data"
             )
         if kind == "text":
-            return self._encode([t.with_format("numpy")[self.input_column] for t in tables])
+            return self._encode([_values(t, self.input_column) for t in tables])
         accepts = getattr(self.encoder, "accepts", None)
         if callable(accepts) and not accepts(self.modality):
             raise ConfigError(
                 f"encoder={self.encoder.name} cannot read the {self.modality} inputs of"
                 f" {self.origin}; use dataset/encoder=none"
             )
-        x = np.concatenate([self._numeric(t) for t in tables])
-        if not np.isfinite(x).all():
-            raise ConfigError(
-                f"input_column={self.input_column!r} of {self.origin} has non-finite values"
-            )
         if self.modality == "image":
-            x = _channels_first(
-                x, decoded=kind == "image", origin=self.origin, column=self.input_column
-            )
+            reader_type = ArrowImageReader if kind == "image" else ArrowArrayReader
+            splits = [s for _, s in self._splits()]
+            x = LazyInputs(reader_type(tables, splits, self.input_column, self.origin))
             if self.encoder is not None and self.encoder.name != "none":  # a frozen backbone
                 from labelbench.data.cache import EmbeddingCache
 
@@ -373,13 +402,18 @@ class Hub(Source):
                 x = cache.get(self.name, x, self.encoder, view="image")
                 self.modality = "vector"  # embeddings: vector views, vector models
                 return x, (int(x.shape[1]),)
-            shape = tuple(int(v) for v in x.shape[1:])
-        else:
-            shape = (int(np.prod(x.shape[1:])),)
+            return x, x.item_shape
+        # Numeric vectors (and an Image column read as modality vector): in memory, flat.
+        x = np.concatenate([self._numeric(t) for t in tables])
+        if not np.isfinite(x).all():
+            raise ConfigError(
+                f"input_column={self.input_column!r} of {self.origin} has non-finite values"
+            )
+        shape = (int(np.prod(x.shape[1:])),)
         return x.reshape(len(x), -1), shape
 
     def _numeric(self, table: Any) -> np.ndarray:
-        """The input column as float32, images scaled to [0, 1], read in chunks."""
+        """The input column as float32 (decoded images scaled to [0, 1]), read in chunks."""
         data = table.with_format("numpy")
         parts = []
         for start in range(0, len(table), CHUNK):
@@ -418,6 +452,12 @@ class Hub(Source):
         return x, (int(x.shape[1]),)
 
 
+def _values(table: Any, column: str) -> np.ndarray:
+    """One column of a split as one numpy array, read as a whole (`datasets` 5 iterates a
+    `table[column]` row by row, ~0.4 ms a row) and touching no other column."""
+    return np.asarray(table.select_columns([column]).with_format("numpy")[:][column])
+
+
 def _check_text_encoder(encoder: Any) -> None:
     accepts = getattr(encoder, "accepts", None)
     if encoder is None or (callable(accepts) and not accepts("text")):
@@ -428,14 +468,273 @@ def _check_text_encoder(encoder: Any) -> None:
         )
 
 
-def _channels_first(x: np.ndarray, decoded: bool, origin: str, column: str) -> np.ndarray:
-    """Images as (N, C, H, W). Decoded images (an Image column) come as (N, H, W) or
-    (N, H, W, C); array columns as (N, H, W) or already channels first, (N, C, H, W)."""
-    if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4:
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if decoded else x
-    raise ConfigError(
-        f"input_column={column!r} of {origin} holds arrays of shape {x.shape[1:]}; images"
-        " are (height, width), (height, width, channels) decoded or (channels, height, width)"
-    )
+# --- images read in place --------------------------------------------------------------------
+
+SAMPLE = 32  # rows per split decoded at load to settle (and check) the item shape
+# PIL modes of one grey channel; an image of any other mode (RGBA, P, CMYK ...) becomes RGB.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+def sample_rows(n: int, k: int = SAMPLE) -> np.ndarray:
+    """The rows of a split of `n` rows checked at load: `k` evenly spaced ones, first and
+    last included (all rows when `n <= k`)."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """An item's size for messages: height x width, with its channels."""
+    channels = f", {shape[0]} channels" if len(shape) == 3 else ""
+    return f"{shape[-2]}x{shape[-1]}{channels}"
+
+
+class ArrowReader(ItemReader):
+    """One column of the rows of several `datasets.Dataset` splits, read in place from
+    their memory-mapped Arrow files. Row i of the reader is row i of the splits in order
+    (`offsets` marks where each begins): one reader over the list rather than one
+    `concatenate_datasets` table, as splits may differ in their other columns (an unlabeled
+    split without a label column) and messages name each row by its split.
+
+    Pickling (to DataLoader workers under spawn) writes each split's Arrow file paths and
+    the column selection, not its rows: about 1.5 kB, reopened (memory-mapped) in the
+    worker. Subclasses decode one value (`_decode`); `settle` fixes `item_shape` and
+    `dtype` from a sample of rows at load."""
+
+    version = 1  # part of the fingerprint: bump when the decoding of a value changes
+
+    def __init__(self, tables: list[Any], splits: list[str], column: str, origin: str) -> None:
+        self.column, self.origin, self.splits = column, origin, tuple(splits)
+        # What the rows are, for the fingerprint: the datasets' own fingerprints (their
+        # content and history) and the sizes of the files they map.
+        self._ids = [[getattr(t, "_fingerprint", None), sorted(_file_sizes(t))] for t in tables]
+        self.tables = [self._prepare(t) for t in tables]
+        self.offsets = np.cumsum([0, *(len(t) for t in tables)]).astype(np.int64)
+        self.settle()
+
+    def _prepare(self, table: Any) -> Any:
+        """The split as it is read: this column only, in the format `_value` reads."""
+        raise NotImplementedError
+
+    def _value(self, k: int, j: int) -> Any:
+        raise NotImplementedError
+
+    def _decode(self, value: Any, i: int) -> np.ndarray:
+        """The value of row i as an array (its own shape and dtype); UnreadableItem if it
+        cannot be decoded."""
+        raise NotImplementedError
+
+    def _finish(self, a: np.ndarray, i: int) -> np.ndarray:
+        """A decoded array as an item of `item_shape` and `dtype`."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} of {len(self)}")
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return k, i - int(self.offsets[k])
+
+    def where(self, i: int) -> str:
+        k, j = self._locate(i)
+        return f"{self.origin} split {self.splits[k]!r} row {j}"
+
+    def _raw(self, i: int) -> np.ndarray:
+        k, j = self._locate(i)
+        try:
+            value = self._value(k, j)
+        except Exception as e:  # a damaged file: name the row, not a pyarrow traceback
+            raise UnreadableItem(
+                f"{self.where(i)}: cannot be read ({type(e).__name__}: {_first_line(e)})"
+            ) from None
+        if value is None:
+            raise UnreadableItem(f"{self.where(i)}: {self.column!r} is empty (null)")
+        return self._decode(value, i)
+
+    def read(self, i: int) -> np.ndarray:
+        a = self._finish(self._raw(i), i)
+        if a.shape != self.item_shape:
+            raise UnreadableItem(
+                f"{self.where(i)}: {self.column!r} is {_size(a.shape)} (height x width), the"
+                f" dataset's items are {_size(self.item_shape)}; resize them to one size first"
+            )
+        return a
+
+    def settle(self) -> None:
+        """Decode `sample_rows` of each split: fixes `item_shape` and `dtype` and checks the
+        sampled rows agree, so a dataset of mixed sizes fails here in one line rather than
+        mid-training. Rows not sampled are checked as they are read (UnreadableItem)."""
+        raise NotImplementedError
+
+    def _sample(self) -> list[tuple[int, np.ndarray]]:
+        """(reader row, decoded value) of the sampled rows; a row that does not decode is a
+        ConfigError at load."""
+        out = []
+        for k, start in enumerate(self.offsets[:-1]):
+            n = int(self.offsets[k + 1] - start)
+            for j in sample_rows(n):
+                i = int(start + j)
+                try:
+                    out.append((i, self._raw(i)))
+                except UnreadableItem as e:
+                    raise ConfigError(f"input_column={self.column!r}: {e}") from None
+        return out
+
+    def _same_shape(self, shapes: list[tuple[int, tuple[int, ...]]]) -> tuple[int, ...]:
+        first_row, first = shapes[0]
+        for i, shape in shapes[1:]:
+            if shape != first:
+                raise ConfigError(
+                    f"input_column={self.column!r}: items differ in size: {self.where(first_row)}"
+                    f" is {_size(first)}, {self.where(i)} is {_size(shape)} (height x width);"
+                    " resize them to one size first"
+                )
+        return first
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        what = {
+            "reader": type(self).__name__,
+            "version": self.version,
+            "splits": self.splits,
+            "column": self.column,
+            "datasets": self._ids,
+            "item_shape": list(self.item_shape),
+            "dtype": np.dtype(self.dtype).str,
+            **self._rendering(),
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    def _rendering(self) -> dict[str, Any]:
+        """What else decides the decoded values (for the fingerprint)."""
+        return {}
+
+
+class ArrowImageReader(ArrowReader):
+    """An Image column: row i decoded on demand as `datasets` decodes it (PIL, EXIF
+    orientation applied), then as uint8 (C, H, W). The channels are settled at load from
+    the sampled rows: 1 (mode L) if they are all grey (modes 1, L, LA, I, I;16, F), else 3
+    (RGB); every image is converted to that mode (PIL's `convert`: RGBA and LA lose their
+    alpha, palette images take their colours, grey becomes RGB by repetition, 16-bit and
+    float grey clip to 0..255). For RGB and 8-bit grey images the values are exactly those
+    of decoding the whole column with `datasets` and dividing by 255."""
+
+    mode = "RGB"
+
+    def _prepare(self, table: Any) -> Any:
+        import datasets
+
+        # Decoded as `datasets` decodes the column, with the mode its feature may declare.
+        declared = getattr(table.features[self.column], "mode", None)
+        self._feature = datasets.Image(mode=declared)
+        return table.select_columns([self.column]).with_format("arrow")
+
+    def _value(self, k: int, j: int) -> Any:
+        return self.tables[k][j].column(0)[0].as_py()  # {"bytes": ..., "path": ...}
+
+    def _image(self, value: Any, i: int) -> Any:
+        try:
+            return self._feature.decode_example(value)
+        except Exception as e:
+            raise UnreadableItem(
+                f"{self.where(i)}: the image does not decode ({type(e).__name__}: {_first_line(e)})"
+            ) from None
+
+    def _decode(self, value: Any, i: int) -> Any:
+        return self._image(value, i)  # a PIL image: its mode is settled before converting
+
+    def _finish(self, image: Any, i: int) -> np.ndarray:
+        if image.mode != self.mode:
+            if image.mode in ("P", "PA"):  # palette transparency: through RGBA, no warning
+                image = image.convert("RGBA")
+            image = image.convert(self.mode)
+        a = np.array(image, dtype=np.uint8)  # a copy: PIL's buffer is read-only
+        return a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))
+
+    def settle(self) -> None:
+        self.dtype = np.uint8
+        images = self._sample()
+        grey = all(image.mode in GREY_MODES for _, image in images)
+        self.mode = "L" if grey else "RGB"
+        size = self._same_shape([(i, (image.height, image.width)) for i, image in images])
+        self.item_shape = (1 if grey else 3, *size)
+
+    def _rendering(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+
+class ArrowArrayReader(ArrowReader):
+    """An array column holding images: (H, W) becomes (1, H, W); (C, H, W) is kept, channels
+    first. uint8 values stay uint8 (scaled by 1/255 where used); other numbers become
+    float32 as they are. Settled at load from the sampled rows; a row of another shape,
+    or with non-finite values, is an UnreadableItem when read."""
+
+    def _prepare(self, table: Any) -> Any:
+        dtype = _value_dtype(table.features[self.column])
+        kwargs = {} if dtype is None else {"dtype": dtype}  # else numpy's int64 for uint8
+        return table.select_columns([self.column]).with_format("numpy", **kwargs)
+
+    def _value(self, k: int, j: int) -> Any:
+        return self.tables[k][j][self.column]
+
+    def _decode(self, value: Any, i: int) -> np.ndarray:
+        a = np.asarray(value)
+        if a.dtype == object or a.dtype.kind not in "biuf":
+            raise UnreadableItem(
+                f"{self.where(i)}: {self.column!r} does not hold one numeric array (rows of"
+                " different lengths?)"
+            )
+        return a
+
+    def _finish(self, a: np.ndarray, i: int) -> np.ndarray:
+        a = np.array(a[None] if a.ndim == 2 else a, dtype=self.dtype)  # a writable copy
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise UnreadableItem(f"{self.where(i)}: {self.column!r} has non-finite values")
+        return a
+
+    def settle(self) -> None:
+        arrays = self._sample()
+        first = arrays[0][1]
+        if first.ndim not in (2, 3):
+            raise ConfigError(
+                f"input_column={self.column!r} of {self.origin} holds arrays of shape"
+                f" {first.shape}; images are (height, width) or (channels, height, width)"
+            )
+        self.dtype = np.uint8 if first.dtype == np.uint8 else np.float32
+        shapes = [(i, (1, *a.shape) if a.ndim == 2 else a.shape) for i, a in arrays]
+        self.item_shape = tuple(int(v) for v in self._same_shape(shapes))
+        for i, a in arrays:
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise ConfigError(
+                    f"input_column={self.column!r} of {self.origin} has non-finite values"
+                    f" ({self.where(i)})"
+                )
+
+
+def _value_dtype(feature: Any) -> Any:
+    """The numbers' dtype of an array feature (Array2D/3D, nested List/Sequence of Value),
+    or None if it has none."""
+    dtype = getattr(feature, "dtype", None)
+    if isinstance(dtype, str) and dtype not in ("list", "string", "large_string"):
+        try:
+            return np.dtype(dtype)
+        except TypeError:
+            return None
+    inner = getattr(feature, "feature", None)
+    return None if inner is None else _value_dtype(inner)
+
+
+def _file_sizes(table: Any) -> list[list[Any]]:
+    """[file name, size] of the Arrow files a dataset maps (names without folders: the
+    same data in another cache folder is the same data)."""
+    out = []
+    for f in getattr(table, "cache_files", None) or []:
+        path = f.get("filename") if isinstance(f, dict) else None
+        if path:
+            try:
+                out.append([os.path.basename(path), os.path.getsize(path)])
+            except OSError:
+                out.append([os.path.basename(path), None])
+    return out

@@ -13,6 +13,7 @@ stays a LazyInputs, and the shared training loop streams it through DataLoader w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +183,7 @@ class LazyInputs:
         from torch.utils.data import DataLoader
 
         workers = self.streaming.workers if workers is None else workers
+        workers = min(workers, len(os.sched_getaffinity(0)))  # more would only queue up
         rows = self.rows
         absolute = ([int(rows[p]) for p in batch] for batch in batches)
         loader = DataLoader(
@@ -210,14 +212,19 @@ def _reraised(it: Iterator[Any]) -> Iterator[Any]:
     """`it`, with a worker's UnreadableItem raised again as one line."""
     while True:
         try:
-            yield next(it)
+            batch = next(it)
         except StopIteration:
             return
         except Exception as e:  # a worker's error comes back with its traceback in it
-            one_line = _worker_error(e)
-            if one_line is None:
+            error = _worker_error(e)
+            if error is None:
                 raise
-            raise one_line from None
+            break
+        yield batch
+    # Raised outside the handler and with the loader let go, so that no traceback keeps the
+    # loader (and its workers) alive: they shut down now.
+    del it
+    raise error
 
 
 def is_lazy(x: Any) -> bool:

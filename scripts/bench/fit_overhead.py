@@ -42,7 +42,7 @@ from torch import Tensor
 from benchlib import figure
 from labelbench.labels.reveal import Labeler, shape
 from labelbench.models import takes_images
-from labelbench.run import build, compose, run_key
+from labelbench.run import build, compose, placed, run_key
 from labelbench.strategies.augment import Augment
 from labelbench.strategies.base import Checkpointing
 from labelbench.strategies.lightning import (
@@ -480,7 +480,7 @@ class Case:
         overrides += extra
         self.cfg, _ = compose(overrides)
         self.name, self.parts = name, build(self.cfg, run_key(self.cfg))
-        task = self.parts.source.load(0)
+        task = placed(self.parts.source.load(0), self.cfg)  # in memory, as a run puts it
         task = shape(task, self.parts.regime, 0, 0)
         self.labeler_args = (task, self.parts.regime, self.parts.budget, 0, 0)
         self.view = task.view()
