@@ -152,6 +152,13 @@ PRESETS: dict[str, Preset] = {
         "nine methods of USB's table, 3 seeds.",
         _usb_classic(2**20, "svhn"),
     ),
+    "classic_ssl_stl10": Preset(
+        "USB's classic-CV protocol on STL-10: WRN-37-2 (USB's wrn_var_37_2) on 96x96 images, "
+        "the 5,000 labelled training images as the pool and the 100,000 unlabeled images as "
+        "unlabeled-only data, 2^20 steps, 40/250/1000 labels, the nine methods of the CIFAR "
+        "presets, 3 seeds.",
+        _usb_classic(2**20, "stl10"),
+    ),
     "noise_cifar10": Preset(
         "DivideMix's protocol on CIFAR-10 (Li et al. 2020): PreAct ResNet-18, 300 epochs, "
         "all 50,000 training labels with symmetric noise of 20/50/80% (DivideMix's "

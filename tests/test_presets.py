@@ -30,7 +30,9 @@ def test_every_preset_yaml_is_registered_and_every_registered_preset_has_one():
 
 # The papers' protocols and their CPU twins: the header of each YAML lists the
 # `labelbench-run -m` lines of its sweeps (the digits presets' headers show usage examples).
-DOCUMENTED = [n for n in YAMLS if "cifar" in n or n.startswith("repro_")]
+DOCUMENTED = [
+    n for n in YAMLS if n.startswith("classic_") or "cifar" in n or n.startswith("repro_")
+]
 
 
 def header_sweeps(name: str) -> list[list[str]]:

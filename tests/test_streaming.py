@@ -14,23 +14,26 @@ from labelbench.data.standin import write_image_folder
 from labelbench.run import run
 from labelbench.strategies.feed import Feed, MinibatchStream, input_batches
 
-SHORT = ["strategy.max_steps=60", "strategy.eval_every=20", "logger=none"]
+SHORT = ["strategy.max_steps=60", "strategy.eval_every=20", "strategy.batch_size=16", "logger=none"]
+SMALL_SSL = ["strategy.mu=2"]  # 32 unlabeled images a step
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """3 classes x 30 images of 16x16, and 40 unlabeled images beside them."""
+    """3 classes x 30 images of 16x16, and 40 unlabeled images beside them. Runs read them
+    in the training process (loader.workers=0: the streaming path without worker start-up
+    costs) unless a test is about the workers."""
     root, unlabeled, _ = write_image_folder(
         tmp_path_factory.mktemp("images") / "shapes", per_class=30, unlabeled=40
     )
     return root, unlabeled
 
 
-def folder_run(compose_fast, folder, *overrides: str, budget: str = "budget.total=12"):
+def folder_run(compose_fast, folder, *overrides: str, budget: str = "budget.total=12", short=SHORT):
     root, unlabeled = folder
     cfg, choices = compose_fast(
         "dataset=folder", f"dataset.root={root}", f"dataset.unlabeled={unlabeled}",
-        "model=cnn_small", budget, "loader.workers=2", *SHORT, *overrides, fast=False,
+        "model=cnn_small", budget, "loader.workers=0", *short, *overrides, fast=False,
     )  # fmt: skip
     return cfg, choices
 
@@ -56,7 +59,12 @@ def test_streaming_and_memory_paths_reveal_the_same_labels_and_agree(
 
 def test_unlabeled_only_items_are_never_revealed_or_tested_and_ssl_uses_them(compose_fast, folder):
     cfg, choices = folder_run(
-        compose_fast, folder, "strategy=fixmatch", "loader.path=stream", budget="budget=full"
+        compose_fast,
+        folder,
+        "strategy=fixmatch",
+        *SMALL_SSL,
+        "loader.path=stream",
+        budget="budget=full",
     )
     record = run(cfg, choices)
     assert record.status == "ok", record.error
@@ -101,7 +109,7 @@ def test_streamed_fit_resumes_mid_epoch_exactly(compose_fast, folder, monkeypatc
     cfg, choices = folder_run(
         compose_fast, folder, "strategy=fixmatch", "loader.path=stream",
         "strategy.batch_size=8", "strategy.mu=2", "checkpoint.every_steps=20",
-        "strategy.patience=0",
+        "strategy.patience=0", "loader.workers=2",
     )  # fmt: skip
     whole = run(cfg, choices)
     assert whole.status == "ok", whole.error
@@ -212,3 +220,24 @@ def test_ddp_streams_each_process_its_share(folder, tmp_path):
     record = json.loads(path.read_text())
     assert record["status"] == "ok", record["error"]
     assert record["metrics"]["fit/streamed"] == 1.0 and record["metrics"]["fit/steps"] == 20
+
+
+@pytest.mark.parametrize("query", ["margin", "coreset"])
+def test_active_learning_scores_a_streamed_pool_as_the_memory_path_does(
+    compose_fast, folder, query
+):
+    """Every round scores the whole unlabeled pool (and coreset embeds it) in batches read
+    from disk; the items bought and the curve equal the in-memory path's."""
+    records = {}
+    for path in ("memory", "stream"):
+        cfg, choices = folder_run(
+            compose_fast, folder, "strategy=active", f"strategy/query={query}",
+            "strategy.inner.eval_every=20", f"loader.path={path}", budget="budget.total=30",
+            short=("train.max_steps=20", "logger=none"),
+        )  # fmt: skip
+        records[path] = run(cfg, choices)
+        assert records[path].status == "ok", records[path].error
+    memory, stream = records["memory"], records["stream"]
+    assert memory.labels["indices"] == stream.labels["indices"]
+    assert not set(range(90, 130)) & set(stream.labels["indices"])  # never an unlabeled-only item
+    assert memory.curve == stream.curve and len(stream.curve) == 3

@@ -31,6 +31,20 @@ import numpy as np
 from labelbench.config import ConfigError, check_int
 
 
+def check_encoder(encoder: Any) -> None:
+    """Refuse (ConfigError) a dataset's `encoder` value that is not an encoder (None: no
+    encoder). Duck-typed, so a user's own encoder class works; a string is refused (it has
+    an `encode` method too)."""
+    if encoder is not None and not (
+        callable(getattr(encoder, "encode", None))
+        and callable(getattr(encoder, "fingerprint", None))
+    ):
+        raise ConfigError(
+            f"encoder={encoder!r} must be an encoder (a node with a _target_ from"
+            " labelbench.data.encoders)"
+        )
+
+
 class Encoder:
     """A frozen map from items to a (n, d) float32 array.
 

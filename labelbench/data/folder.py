@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from labelbench.config import ConfigError
+from labelbench.data.encoders import check_encoder
 from labelbench.data.lazy import ItemReader, LazyInputs, UnreadableItem
 from labelbench.data.sources import Source
 from labelbench.data.task import NO_LABEL
@@ -274,14 +275,7 @@ class Folder(Source):
             )
         if isinstance(channels, bool) or channels not in MODES:
             raise ConfigError(f"channels={channels!r} must be 3 (RGB) or 1 (grey)")
-        if encoder is not None and not (
-            callable(getattr(encoder, "encode", None))
-            and callable(getattr(encoder, "fingerprint", None))  # a str has .encode too
-        ):
-            raise ConfigError(
-                f"encoder={encoder!r} must be an encoder (a node with a _target_ from"
-                " labelbench.data.encoders)"
-            )
+        check_encoder(encoder)
         accepts = getattr(encoder, "accepts", None)
         if callable(accepts) and not accepts("image"):
             raise ConfigError(

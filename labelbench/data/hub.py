@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from labelbench.config import ConfigError
+from labelbench.data.encoders import check_encoder
 from labelbench.data.lazy import ItemReader, LazyInputs, UnreadableItem
 from labelbench.data.sources import Source
 from labelbench.data.task import MODALITIES, NO_LABEL
@@ -124,11 +125,7 @@ class Hub(Source):
                 f"modality={modality!r} is not one of {', '.join(MODALITIES)} (or null: from"
                 " the column's type)"
             )
-        if encoder is not None and not callable(getattr(encoder, "encode", None)):
-            raise ConfigError(
-                f"encoder={encoder!r} must be an encoder (a node with a _target_ from"
-                " labelbench.data.encoders)"
-            )
+        check_encoder(encoder)
         if modality is not None and encoder is not None and modality == "text":
             _check_text_encoder(encoder)
         if test_split is not None and str(test_split) == str(split):

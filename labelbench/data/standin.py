@@ -1,8 +1,9 @@
 """Generated stand-ins for datasets that cannot be had here (no network, no CIFAR): random
-images of the real dataset's shape, classes, columns and split names, saved as a
-`datasets` folder that the real hub loader reads (`dataset.name=<folder>`), and label files
-shaped like CIFAR-N's. A preset runs on a stand-in through its own code path, so tests and
-the step-time benchmark exercise what a cluster run does, only on meaningless pixels.
+images of the real dataset's shape, classes, columns and split names (its unlabeled split
+too, where it has one), saved as a `datasets` folder that the real hub loader reads
+(`dataset.name=<folder>`), and label files shaped like CIFAR-N's. A preset runs on a
+stand-in through its own code path, so tests and the step-time benchmark exercise what a
+cluster run does, only on meaningless pixels.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "cifar10": ((32, 32, 3), 10),
     "cifar100": ((32, 32, 3), 100),
     "svhn": ((32, 32, 3), 10),
+    "stl10": ((96, 96, 3), 10),
 }
 # CIFAR-N's label files (UCSC-REAL/cifar-10-100n data/CIFAR-10_human.pt): one array of
 # labels per annotation set, in CIFAR-10's training order.
@@ -25,11 +27,13 @@ CIFAR10N_KEYS = ("aggre_label", "worse_label", "random_label1", "random_label2",
 
 def write_hub_standin(
     folder: str | Path, stem: str, dataset: Any, n_train: int = 200, n_test: int = 100,
-    seed: int = 0,
+    seed: int = 0, n_unlabeled: int = 100,
 ) -> Path:  # fmt: skip
     """Save a stand-in for the hub dataset `stem` (a key of SHAPES) under `folder`, with the
-    splits and columns the composed `dataset` node names (split, test_split, input_column,
-    label_column); labels cycle through the classes so every class is present."""
+    splits and columns the composed `dataset` node names (split, test_split, unlabeled_split,
+    input_column, label_column); labels cycle through the classes so every class is present.
+    An `unlabeled_split` gets `n_unlabeled` rows labelled -1 (a ClassLabel's "no label", as
+    STL-10's unlabeled split on the Hub)."""
     import datasets
     from PIL import Image
 
@@ -44,12 +48,12 @@ def write_hub_standin(
         }
     )
 
-    def split(n: int) -> datasets.Dataset:
+    def split(n: int, labelled: bool = True) -> datasets.Dataset:
         pixels = rng.integers(0, 256, size=(n, height, width, channels), dtype=np.uint8)
         return datasets.Dataset.from_dict(
             {
                 str(dataset.input_column): [Image.fromarray(p) for p in pixels],
-                str(dataset.label_column): [i % num_classes for i in range(n)],
+                str(dataset.label_column): [i % num_classes if labelled else -1 for i in range(n)],
             },
             features=features,
         )
@@ -57,6 +61,8 @@ def write_hub_standin(
     splits = {str(dataset.split): split(n_train)}
     if dataset.get("test_split"):
         splits[str(dataset.test_split)] = split(n_test)
+    if dataset.get("unlabeled_split"):
+        splits[str(dataset.unlabeled_split)] = split(n_unlabeled, labelled=False)
     path = Path(folder)
     datasets.disable_progress_bars()
     datasets.DatasetDict(splits).save_to_disk(str(path))
@@ -77,10 +83,12 @@ def write_cifar10n_standin(path: str | Path, n: int, num_classes: int = 10, seed
 
 
 def standin_overrides(
-    overrides: list[str], folder: str | Path, n_train: int = 240, n_test: int = 60
-) -> list[str]:
+    overrides: list[str], folder: str | Path, n_train: int = 240, n_test: int = 60,
+    n_unlabeled: int = 60,
+) -> list[str]:  # fmt: skip
     """The overrides of a run whose hub dataset (and CIFAR-N label file) are replaced by
-    stand-ins written under `folder` (once; reused after): `dataset.name=<folder>/<stem>`,
+    stand-ins written under `folder` (once; reused after; an unlabeled split, STL-10's, of
+    `n_unlabeled` rows): `dataset.name=<folder>/<stem>`,
     `regime.path=<folder>/CIFAR-10_human.pt`, and a joined or sliced split (SVHN's
     train+extra) read as the stand-in's one training split. Other runs come back as given."""
     from labelbench.run import compose
@@ -94,7 +102,9 @@ def standin_overrides(
             node.split = "train"
         data = folder / stem
         if not data.exists():
-            write_hub_standin(data, stem, node, n_train=n_train, n_test=n_test)
+            write_hub_standin(
+                data, stem, node, n_train=n_train, n_test=n_test, n_unlabeled=n_unlabeled
+            )
         extra.append(f"dataset.name={data}")
     if choices["regime"] == "label_file":
         labels = folder / "CIFAR-10_human.pt"

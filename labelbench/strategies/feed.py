@@ -64,18 +64,18 @@ class MinibatchStream:
     def __next__(self) -> Tensor:
         if self.replacement:
             batch = torch.randint(self.n, (self.batch_size,), generator=self.generator)
+            batch = batch.to(self.device)
         else:
             if self._taken == len(self._batches):
                 self._before = self.generator.get_state()
-                self._batches = list(torch.randperm(self.n, generator=self.generator).split(
-                    self.batch_size
-                ))  # fmt: skip
+                perm = torch.randperm(self.n, generator=self.generator).to(self.device)
+                self._batches = list(perm.split(self.batch_size))  # one copy to the device a pass
                 self._taken = 0
             batch = self._batches[self._taken]
             self._taken += 1
         if self.world_size > 1 and len(batch) >= self.world_size:
             batch = batch[self.rank :: self.world_size]
-        return batch.to(self.device)
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         """Enough to continue with exactly the batches an uninterrupted stream would draw."""
