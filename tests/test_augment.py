@@ -460,6 +460,7 @@ def test_conf_models_say_whether_they_take_images():
         "resnet18_cifar": True,
         "wrn28_2": True,
         "wrn28_8": True,
+        "wrn37_2": True,
         "preact_resnet18": True,
         "mlp": False,
         "cnn1d": False,  # a 1-D signal: no image views

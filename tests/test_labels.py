@@ -116,6 +116,7 @@ def test_pool_holds_no_true_labels(digits):
         "votes",
         "candidates",
         "val_votes",  # labeling functions' votes on validation items (weak regimes)
+        "extra",  # unlabeled-only items: indices, no label exists
     }
     view = digits.view()
     assert not hasattr(view, "y") and not hasattr(view, "split") and not hasattr(view, "test")

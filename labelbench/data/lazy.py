@@ -21,6 +21,16 @@ from typing import Any
 import numpy as np
 
 EVAL_BATCH = 1024  # rows decoded at a time for in-order passes (materialising, predicting)
+# Input values in one batch of a pass that only predicts: 8 MB as float32. A network's
+# activations grow with them (4096 images of 96x96 through a small CNN take over 10 GB).
+EVAL_VALUES = 2**21
+
+
+def eval_rows(item_shape: tuple[int, ...], most: int = EVAL_BATCH) -> int:
+    """Rows per batch of a pass that only predicts: `most`, or fewer for large items, so
+    that a batch holds at most EVAL_VALUES input values (4096 digits, 682 CIFAR images, 75
+    STL-10 images)."""
+    return max(1, min(most, EVAL_VALUES // max(1, int(np.prod(item_shape)))))
 
 
 class UnreadableItem(Exception):
@@ -209,22 +219,26 @@ class LazyInputs:
 
 
 def _reraised(it: Iterator[Any]) -> Iterator[Any]:
-    """`it`, with a worker's UnreadableItem raised again as one line."""
-    while True:
-        try:
-            batch = next(it)
-        except StopIteration:
-            return
-        except Exception as e:  # a worker's error comes back with its traceback in it
-            error = _worker_error(e)
-            if error is None:
-                raise
-            break
-        yield batch
-    # Raised outside the handler and with the loader let go, so that no traceback keeps the
-    # loader (and its workers) alive: they shut down now.
-    del it
-    raise error
+    """`it` (a DataLoader's iterator), with a worker's UnreadableItem raised again as one
+    line, and the workers shut down as soon as this generator ends or is let go of (not
+    whenever the garbage collector gets to the loader)."""
+    try:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # a worker's error comes back with its traceback in it
+                error = _worker_error(e)
+                if error is None:
+                    raise
+                break
+            yield batch
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # torch's multi-process iterator
+        if shutdown is not None:
+            shutdown()
+    raise error from None
 
 
 def is_lazy(x: Any) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from labelbench.data.lazy import EVAL_BATCH, LazyInputs
+from labelbench.data.lazy import EVAL_BATCH, LazyInputs, eval_rows
 
 
 class MinibatchStream:
@@ -150,8 +150,10 @@ class Feed:
 def input_batches(
     x: Tensor | LazyInputs, rows: Tensor, device: torch.device, size: int = EVAL_BATCH
 ) -> Iterator[Tensor]:
-    """The inputs of `rows`, in order, `size` at a time, as float32 on `device`: slices of
-    an in-memory tensor, or batches DataLoader workers read from disk."""
+    """The inputs of `rows`, in order, `size` at a time (fewer for large items: eval_rows),
+    as float32 on `device`: slices of an in-memory tensor, or batches DataLoader workers
+    read from disk."""
+    size = eval_rows(x.item_shape if isinstance(x, LazyInputs) else tuple(x.shape[1:]), size)
     if isinstance(x, LazyInputs):
         for batch in x[rows.cpu().numpy()].batches(size, raw=True):
             yield x.as_float(batch.to(device))

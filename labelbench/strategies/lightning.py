@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
-from labelbench.data.lazy import LazyInputs, is_lazy
+from labelbench.data.lazy import LazyInputs, eval_rows, is_lazy
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.models import takes_images
@@ -166,6 +166,10 @@ class LabelModule(pl.LightningModule):
             self._restored = None
         precision = str(self.trainer.precision)
         self._plain = self.trainer.world_size == 1 and precision in SCALER_FREE_PRECISIONS
+
+    def on_fit_end(self) -> None:
+        for feed in self.streams.values():  # let streaming feeds' workers go now
+            feed.close()
 
     def next_labeled(self) -> tuple[Tensor, Tensor]:
         """The next labeled minibatch: inputs and observed labels."""
@@ -350,7 +354,8 @@ class RestoreBest(pl.Callback):
 
 
 class NetPredictor:
-    """Predicts with a trained network, in eval mode and without gradients."""
+    """Predicts with a trained network, in eval mode and without gradients, `batch_size`
+    rows at a time (fewer for large items: labelbench.data.lazy.eval_rows)."""
 
     def __init__(
         self,
@@ -423,13 +428,13 @@ class NetPredictor:
         """fn's outputs for the rows of x, `batch_size` rows at a time (a LazyInputs is
         read by DataLoader workers: its rows are never all decoded at once)."""
         device = next(self.net.parameters()).device
+        size = eval_rows(self.in_shape, self.batch_size)
         if is_lazy(x):
-            batches = (x.as_float(b.to(device)) for b in x.batches(self.batch_size, raw=True))
+            batches = (x.as_float(b.to(device)) for b in x.batches(size, raw=True))
         else:
             x = np.asarray(x).reshape(len(x), *self.in_shape)
             batches = (
-                torch.as_tensor(x[i : i + self.batch_size], device=device)
-                for i in range(0, len(x), self.batch_size)
+                torch.as_tensor(x[i : i + size], device=device) for i in range(0, len(x), size)
             )
         return torch.cat([fn(batch).float() for batch in batches]).cpu()
 
