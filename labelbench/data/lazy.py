@@ -178,6 +178,11 @@ class LazyInputs:
         return (0.0, 1.0) if self.scale == 255.0 else (-np.inf, np.inf)
 
     # -- reading in batches ----------------------------------------------------------------
+    def workers(self) -> int:
+        """DataLoader workers to read with: `streaming.workers`, at most the cores this
+        process may run on (more would only queue up)."""
+        return min(self.streaming.workers, len(os.sched_getaffinity(0)))
+
     def loader(
         self,
         batches: Iterable[Sequence[int]],
@@ -192,8 +197,7 @@ class LazyInputs:
         import torch
         from torch.utils.data import DataLoader
 
-        workers = self.streaming.workers if workers is None else workers
-        workers = min(workers, len(os.sched_getaffinity(0)))  # more would only queue up
+        workers = self.workers() if workers is None else min(workers, self.workers())
         rows = self.rows
         absolute = ([int(rows[p]) for p in batch] for batch in batches)
         loader = DataLoader(
@@ -213,7 +217,7 @@ class LazyInputs:
         stored dtype)."""
         n = len(self)
         spans = (range(i, min(i + batch_size, n)) for i in range(0, n, batch_size))
-        workers = min(self.streaming.workers, max(0, (n - 1) // batch_size))  # none for one batch
+        workers = min(self.workers(), max(0, (n - 1) // batch_size))  # none for one batch
         for batch in self.loader(spans, workers=workers):
             yield batch if raw else self.as_float(batch)
 

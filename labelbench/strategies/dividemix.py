@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.strategies.coteaching import TwoNetworks
-from labelbench.strategies.feed import Feed
+from labelbench.strategies.feed import Feed, share_workers
 from labelbench.strategies.lightning import LabelModule
 from labelbench.strategies.semi import linear_rampup, mixup, sharpen, soft_cross_entropy
 
@@ -219,6 +219,7 @@ class DivideMixModule(LabelModule):
 
     def divide(self) -> None:
         """Both networks' clean probabilities, then fresh streams over the new split."""
+        self.pause_feeds()  # the warm-up feeds are done with; the losses pass reads alone
         for j, net in enumerate(self.networks):
             prob = clean_probability(self.item_losses(net), self.seed + GMM_SEED_OFFSET)
             self.clean_prob[j] = torch.as_tensor(prob, dtype=self.clean_prob.dtype)
@@ -226,7 +227,9 @@ class DivideMixModule(LabelModule):
         for name in DIVISION_STREAMS:
             if name in self.streams:
                 self.streams.pop(name).close()
-        self.streams.update(self.division_streams(int(self.divisions)))
+        division = self.division_streams(int(self.divisions))
+        share_workers(list(division.values()))
+        self.streams.update(division)
 
     # -- the losses ----------------------------------------------------------------------
     def warmup_loss(self, net: nn.Module, stream: str) -> Tensor:

@@ -101,6 +101,7 @@ class Feed:
     ) -> None:
         self.stream, self.x, self.device = stream, x, device
         self.lazy = isinstance(x, LazyInputs)
+        self.workers: int | None = None  # DataLoader workers (None: the LazyInputs' setting)
         self.rows = rows.cpu() if self.lazy else rows.to(self.device)
         self._state = stream.state_dict()  # where the stream stood after the last batch fed
         self._ahead: deque[tuple[Tensor, dict[str, Any]]] = deque()
@@ -119,7 +120,7 @@ class Feed:
             return pick, self.x[self.rows[pick]]
         if self._loaded is None:
             pin = self.device.type == "cuda"
-            self._loaded = self.x.loader(self._positions(), pin_memory=pin)
+            self._loaded = self.x.loader(self._positions(), pin_memory=pin, workers=self.workers)
         batch = next(self._loaded)
         pick, self._state = self._ahead.popleft()
         x = self.x.as_float(batch.to(self.device, non_blocking=True))
@@ -143,8 +144,24 @@ class Feed:
         self._state = self.stream.state_dict()
 
     def close(self) -> None:
-        """Stop the workers (a fresh loader starts at the next batch)."""
-        self._loaded, self._ahead = None, deque()
+        """Stop the workers and drop what they read ahead: the stream goes back to the last
+        batch consumed, and a fresh loader starts from there at the next batch."""
+        if self._loaded is not None:
+            self._loaded, self._ahead = None, deque()
+            self.stream.load_state_dict(self._state)
+
+
+def share_workers(feeds: list[Feed]) -> None:
+    """Split the streaming workers of one run among its feeds from disk, by the images each
+    draws a step (FixMatch's unlabeled feed, 7x the labeled one, gets most), at least one
+    each: a run starts its `loader.workers` processes, not that many per feed."""
+    lazy = [f for f in feeds if f.lazy]
+    if not lazy:
+        return
+    total = lazy[0].x.workers()
+    sizes = [f.batch_size for f in lazy]
+    for feed, size in zip(lazy, sizes, strict=True):
+        feed.workers = max(1, int(total * size / sum(sizes))) if total else 0
 
 
 def input_batches(

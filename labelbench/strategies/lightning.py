@@ -37,7 +37,7 @@ from labelbench.models import takes_images
 from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
 from labelbench.strategies.ema import EMA
-from labelbench.strategies.feed import Feed, MinibatchStream, input_batches
+from labelbench.strategies.feed import Feed, MinibatchStream, input_batches, share_workers
 from labelbench.strategies.schedules import Constant, Schedule
 
 # Precisions whose backward needs no gradient scaler: the plain fast path is safe for them.
@@ -156,6 +156,7 @@ class LabelModule(pl.LightningModule):
             k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in self.data.items()
         }
         self.streams = self.make_streams()
+        share_workers(list(self.streams.values()))
         self.labeled = self.streams["labeled"]
         if self._restored is not None:  # resuming: put every stream and the RNG back
             for name, state in self._restored["streams"].items():
@@ -168,7 +169,15 @@ class LabelModule(pl.LightningModule):
         self._plain = self.trainer.world_size == 1 and precision in SCALER_FREE_PRECISIONS
 
     def on_fit_end(self) -> None:
-        for feed in self.streams.values():  # let streaming feeds' workers go now
+        self.pause_feeds()
+
+    def on_validation_start(self) -> None:
+        self.pause_feeds()  # validation reads with workers of its own
+
+    def pause_feeds(self) -> None:
+        """Let the streaming feeds' workers go (the next batch starts fresh ones, from the
+        last batch consumed): at most one set of workers per run is alive."""
+        for feed in self.streams.values():
             feed.close()
 
     def next_labeled(self) -> tuple[Tensor, Tensor]:
