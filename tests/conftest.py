@@ -173,3 +173,27 @@ def write_records(results: Path, records) -> Path:
     for r in records:
         store.write(r)
     return results
+
+
+# CLI refusal tests parametrized over many bad values spawn one `labelbench-run` per case
+# (several seconds of imports each): the default suite runs the first case of each (the CLI
+# path), `-m slow` the others (their messages are checked in-process elsewhere too).
+FIRST_CASE_ONLY = {
+    "test_fraction_outside_unit_interval",
+    "test_refusals_in_one_line_before_training",
+    "test_cli_refuses_bad_ssl_settings",
+    "test_cli_refuses_in_one_line_and_writes_nothing",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
+def pytest_collection_modifyitems(items) -> None:
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if name not in FIRST_CASE_ONLY:
+            continue
+        key = (item.module.__name__, name)
+        if key in seen:
+            item.add_marker(pytest.mark.slow)
+        seen.add(key)

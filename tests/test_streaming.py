@@ -224,7 +224,7 @@ def test_ddp_streams_each_process_its_share(folder, tmp_path):
     assert record["metrics"]["fit/streamed"] == 1.0 and record["metrics"]["fit/steps"] == 20
 
 
-@pytest.mark.parametrize("query", ["margin", "coreset"])
+@pytest.mark.parametrize("query", ["margin", pytest.param("coreset", marks=pytest.mark.slow)])
 def test_active_learning_scores_a_streamed_pool_as_the_memory_path_does(
     compose_fast, folder, query
 ):
