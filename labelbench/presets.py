@@ -159,6 +159,22 @@ PRESETS: dict[str, Preset] = {
         "presets, 3 seeds.",
         _usb_classic(2**20, "stl10"),
     ),
+    "usb_nlp_ag_news": Preset(
+        "USB's NLP protocol on AG News (Wang et al. 2022; config/usb_nlp/fixmatch/"
+        "fixmatch_ag_news_40_0.yaml): pretrained BERT-base (bert-base-uncased, from the HF "
+        "cache) fine-tuned with FixMatch, AdamW lr 5e-5, layer decay 0.65, 5,120 warm-up "
+        "steps then cosine, 102,400 steps, 8 + 8 texts a step, 40 labels (10 per class), "
+        "3 seeds; the best checkpoint on a 10,000-text labelled validation split tested. "
+        "Strong views are token edits standing in for USB's back-translations.",
+    ),
+    "usb_cv_cifar100": Preset(
+        "USB's CV protocol on CIFAR-100 (Wang et al. 2022; config/usb_cv/fixmatch/"
+        "fixmatch_cifar100_200_0.yaml): a pretrained ViT-S/2 on 32x32 images (USB's "
+        "ImageNet-1k checkpoint, which the user converts to a Hugging Face folder: "
+        "model.path) fine-tuned with FixMatch, AdamW lr 5e-4, layer decay 0.5, 5,120 "
+        "warm-up steps then cosine, 204,800 steps, 8 + 8 images a step, 200 labels (2 per "
+        "class), 3 seeds; the last weights scored (USB: the best test evaluation).",
+    ),
     "noise_cifar10": Preset(
         "DivideMix's protocol on CIFAR-10 (Li et al. 2020): PreAct ResNet-18, 300 epochs, "
         "all 50,000 training labels with symmetric noise of 20/50/80% (DivideMix's "

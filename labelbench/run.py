@@ -182,7 +182,11 @@ def prepare(cfg: DictConfig, key: str) -> Prepared:
         buy = labeler.preview if rounds else labeler.buy_first
         pool = buy(labeler.capacity)
     with config_group("model"):
-        parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
+        net = parts.model(in_shape=tuple(task.input_shape), num_classes=task.num_classes)
+        check_task = getattr(net, "check_task", None)  # e.g. token ids of the model's tokenizer
+        if callable(check_task):
+            check_task(task.view())
+        del net
     with config_group("strategy"):
         parts.strategy.check(pool, task.view())
         parts.strategy.check_model(parts.model)
@@ -225,9 +229,13 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
 
         t_fit = time.perf_counter()
         if rounds:  # the run scores every round itself: the strategy never sees the test split
+
+            def report(labels: int, predictor, role: str = "inner") -> None:
+                curve.add(labels, score(predictor), role)
+
             predictor = parts.strategy.fit_rounds(
                 labeler, task.view(), parts.model, parts.trainer, seed=cfg.seed,
-                checkpoint=checkpoint, report=lambda n, p: curve.add(n, score(p)),
+                checkpoint=checkpoint, report=report,
             )  # fmt: skip
         else:
             predictor = parts.strategy.fit(
@@ -280,6 +288,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         metrics=metrics,
         directions=directions(metrics),
         curve=curve.points,
+        proxy_curve=curve.proxy_points,
         timings=timings,
         versions=versions(),
         git=git_info(),
@@ -309,26 +318,50 @@ def placed(task: Any, cfg: DictConfig) -> Any:
 
 
 class Curve:
-    """The per-round points of an active-learning run ({round, labels, metrics...}). Kept in
-    the run's checkpoint folder as rounds finish, so a resumed run keeps the rounds it had;
-    a round scored again (killed before its purchase was saved) replaces its point."""
+    """The per-round points of an active-learning run, {round, labels, test/...} each: the
+    evaluated (inner) model's, and the proxy's where one chooses the items, in a list of its
+    own of the same form. Kept in the run's checkpoint folder as rounds finish, so a resumed
+    run keeps the rounds it had; a round scored again (killed before its purchase was saved)
+    replaces its point. A point's round is its place among the label counts reported: every
+    round reports at least one of the two models, and each round buys more labels."""
 
     FILE = "curve.json"
+    ROLES = ("inner", "proxy")
 
     def __init__(self, folder: Path | None) -> None:
         self.path = None if folder is None else Path(folder) / self.FILE
-        self.points: list[dict[str, float]] = []
+        self.curves: dict[str, list[dict[str, float]]] = {role: [] for role in self.ROLES}
         if self.path is not None and self.path.is_file():
-            self.points = json.loads(self.path.read_text())
+            saved = json.loads(self.path.read_text())
+            # a list: the inner's points, as a checkpoint from before the proxy's curve has them
+            self.curves.update({"inner": saved} if isinstance(saved, list) else saved)
 
-    def add(self, labels: int, metrics: dict[str, float]) -> None:
-        self.points = [p for p in self.points if p["labels"] < labels]
-        self.points.append({"round": len(self.points), "labels": labels, **metrics})
+    @property
+    def points(self) -> list[dict[str, float]]:
+        """The inner's points: the record's `curve`."""
+        return self.curves["inner"]
+
+    @property
+    def proxy_points(self) -> list[dict[str, float]]:
+        """The proxy's points: the record's `proxy_curve` (empty without a proxy)."""
+        return self.curves["proxy"]
+
+    def add(self, labels: int, metrics: dict[str, float], role: str = "inner") -> None:
+        if role not in self.curves:
+            raise ValueError(f"role={role!r} is not one of {', '.join(self.ROLES)}")
+        for name, points in self.curves.items():  # later rounds, and this one of this role
+            self.curves[name] = [
+                p
+                for p in points
+                if p["labels"] < labels or (p["labels"] == labels and name != role)
+            ]
+        earlier = {p["labels"] for points in self.curves.values() for p in points} - {labels}
+        self.curves[role].append({"round": len(earlier), "labels": labels, **metrics})
         if self.path is not None:
             from labelbench.results.atomic import atomic_write
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, json.dumps(self.points).encode())
+            atomic_write(self.path, json.dumps(self.curves).encode())
 
 
 def global_rank() -> int:

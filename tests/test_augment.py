@@ -465,6 +465,7 @@ def test_conf_models_say_whether_they_take_images():
         "mlp": False,
         "cnn1d": False,  # a 1-D signal: no image views
         "linear": False,
+        "hf": True,  # ViTs read images as images; on text it reads token ids (augment=tokens)
     }
 
 
@@ -482,6 +483,10 @@ def test_augment_option_instantiates_and_binds(path):
     assert path.read_text().startswith("# ")  # one-line comment on top
     aug = instantiate(OmegaConf.load(path))
     assert isinstance(aug, Augment)
+    if path.stem == "tokens":  # token ids only (tests/test_text_augment.py binds it on them)
+        with pytest.raises(ConfigError, match="needs token ids"):
+            aug.bind(digits())
+        return
     views = [digits()]
     if path.stem != "image":
         views.append(synthetic())

@@ -443,10 +443,17 @@ class Hub(Source):
         dataset content and encoder, shared by every run and split seed)."""
         _check_text_encoder(self.encoder)
         from labelbench.data.cache import EmbeddingCache
+        from labelbench.data.text import encode_texts
 
         strings = [str(s) for column in texts for s in column]
-        x = EmbeddingCache(self.cache_dir, self.cache_dtype).get(self.name, strings, self.encoder)
+        cache = EmbeddingCache(self.cache_dir, self.cache_dtype)
+        x = encode_texts(self.name, strings, self.encoder, cache)
         return x, (int(x.shape[1]),)
+
+    def tokens(self):
+        from labelbench.data.text import token_spec
+
+        return token_spec(self.encoder) if self.modality == "text" else None
 
 
 def _values(table: Any, column: str) -> np.ndarray:

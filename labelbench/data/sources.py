@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from labelbench.config import ConfigError, check_flag
-from labelbench.data.task import TaskData, stratified_split
+from labelbench.data.task import TaskData, TokenSpec, stratified_split
 
 
 class Source:
@@ -73,6 +73,11 @@ class Source:
         one), or None to cut a stratified `test_fraction` per split seed."""
         return None
 
+    def tokens(self) -> TokenSpec | None:
+        """What the inputs are when they are token ids (a text source with
+        dataset/encoder=tokens), else None."""
+        return None
+
     def load(self, split_seed: int) -> TaskData:
         x, y, classes, input_shape = self.arrays()
         if len(classes) < 2:
@@ -83,7 +88,10 @@ class Source:
         split = stratified_split(
             y, self.val_fraction, self.test_fraction, split_seed, test=self.test_indices()
         )
-        if isinstance(x, np.ndarray):  # a LazyInputs stays on disk (labelbench.data.lazy)
+        tokens = self.tokens()
+        if tokens is not None:  # token ids stay integers
+            x = np.asarray(x, dtype=np.int64)
+        elif isinstance(x, np.ndarray):  # a LazyInputs stays on disk (labelbench.data.lazy)
             x = x.astype(np.float32, copy=False)
         if self.standardize:
             x = standardized(x, split.pool)
@@ -96,6 +104,7 @@ class Source:
             input_shape=input_shape,
             split=split,
             flip_invariant=self.flip_invariant,
+            tokens=tokens,
         )
 
 

@@ -22,6 +22,25 @@ NO_LABEL = -1  # the label of an unlabeled-only item (in TaskData.y and a source
 
 
 @dataclass(frozen=True)
+class TokenSpec:
+    """What a tokenized text task's inputs are: each row of x holds `max_length` token ids
+    (int64) of the tokenizer `tokenizer` (a name; `fingerprint` identifies its vocabulary
+    files), laid out as the tokenizer does it: `special_ids` (e.g. [CLS] ... [SEP]) around
+    the sentence's tokens, then `pad_id` to the end of the row. `mask_id`: the tokenizer's
+    [MASK] token, if it has one. Networks that read token ids (model=hf on text) check
+    it against their own tokenizer; text augmentations draw replacements from
+    `vocab_size` and leave special and padding positions alone."""
+
+    tokenizer: str
+    fingerprint: str
+    vocab_size: int
+    pad_id: int
+    special_ids: tuple[int, ...]
+    max_length: int
+    mask_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Split:
     """Dataset indices of the pool (labels bought from it), validation and test items, and
     the unlabeled-only items: inputs without any label (STL-10's unlabeled split, USB's
@@ -89,6 +108,7 @@ class TaskView:
     pool: np.ndarray
     val: np.ndarray
     flip_invariant: bool = False  # mirroring an input left-right keeps its class
+    tokens: TokenSpec | None = None  # inputs are token ids (a tokenized text task)
 
     @property
     def num_classes(self) -> int:
@@ -112,6 +132,7 @@ class TaskData:
     input_shape: tuple[int, ...]
     split: Split
     flip_invariant: bool = False  # mirroring an input left-right keeps its class (not digits)
+    tokens: TokenSpec | None = None  # x holds token ids of this tokenizer (text to fine-tune on)
 
     def __post_init__(self) -> None:
         if isinstance(self.x, np.ndarray) or not hasattr(self.x, "reader"):
@@ -139,4 +160,5 @@ class TaskData:
             pool=self.split.pool,
             val=self.split.val,
             flip_invariant=self.flip_invariant,
+            tokens=self.tokens,
         )

@@ -54,8 +54,28 @@ class TextSource(Source):
 
     def arrays(self):
         texts, y, classes = self.texts()
-        x = self.cache.get(self.name, texts, self.encoder, self.view)
+        x = encode_texts(self.name, texts, self.encoder, self.cache, self.view)
         return x, y, classes, (int(x.shape[1]),)
+
+    def tokens(self):
+        return token_spec(self.encoder)
+
+
+def encode_texts(dataset: str, texts, encoder: Encoder, cache: EmbeddingCache, view: str = "text"):
+    """The sentences as the encoder renders them: token ids (dataset/encoder=tokens,
+    computed each load: tokenizing is cheap), or embeddings through the embedding cache."""
+    from labelbench.data.tokens import TokenEncoder
+
+    if isinstance(encoder, TokenEncoder):
+        return encoder.encode(texts)
+    return cache.get(dataset, texts, encoder, view)
+
+
+def token_spec(encoder):
+    """The TokenSpec of a tokenizing encoder, else None."""
+    from labelbench.data.tokens import TokenEncoder
+
+    return encoder.spec() if isinstance(encoder, TokenEncoder) else None
 
 
 def read_labelled_csv(text: str, origin: str) -> tuple[list[str], np.ndarray, tuple[str, ...]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed")
+OPTIONAL = ("error", "created", "extra", "proxy_curve")  # fields older records may lack
 
 
 class RecordError(ValueError):
@@ -33,6 +34,9 @@ class RunRecord:
     config: dict[str, Any]  # resolved config
     error: dict[str, str] | None = None  # type, message (failed runs)
     created: str = ""  # UTC ISO time the record was written
+    # Active learning with a proxy choosing the items: the proxy's per-round points, of the
+    # same form as `curve` (which stays the evaluated model's); empty otherwise.
+    proxy_curve: list[dict[str, float]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,9 +61,7 @@ class RunRecord:
         if version != SCHEMA_VERSION:
             raise RecordError(f"schema_version={version!r}; this labelbench reads {SCHEMA_VERSION}")
         names = {f.name for f in fields(cls)}
-        missing = sorted(
-            n for n in names if n not in data and n not in ("error", "created", "extra")
-        )
+        missing = sorted(n for n in names if n not in data and n not in OPTIONAL)
         if missing:
             raise RecordError(f"record lacks {', '.join(missing)}")
         record = cls(**{k: v for k, v in data.items() if k in names})

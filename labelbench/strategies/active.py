@@ -4,6 +4,15 @@ query strategy scores the unlabeled pool and the next items are bought. The labe
 from the run's Labeler: a queried item reveals what the regime's annotators answered for
 it (a noisy label under a noise regime), the same answer a fixed budget would reveal.
 
+Selection via a proxy and point evaluation follow LabelBench (Zhang et al. 2024,
+"LabelBench: A Comprehensive Framework for Benchmarking Adaptive Label-Efficient
+Learning"; github.com/EfficientTraining/LabelBench): a cheap `proxy` (e.g. a linear head
+on frozen embeddings) chooses the items every round and the large `inner` model is trained
+on the labels bought, every round or only at some of them (`evaluate`). LabelBench's
+point_evaluation.py does the latter as a second job replaying the proxy run's label order
+(here: `order_from`, or `evaluate` within one run); it evaluates every `eval_batch_size`
+labels, here every k rounds and the last (rounds, not label counts: a deviation).
+
 The loop state (the items bought, in order, and the query generator) is saved after every
 round; a run killed between rounds resumes from the last finished round and ends with the
 same record as an uninterrupted one.
@@ -14,9 +23,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,9 +44,15 @@ MC_STREAM = 0xBA1D
 STATE_FILE = "rounds.json"
 INITIAL_PICKS = ("reveal_order", "cold_start")
 
-# report(labels bought, predictor) -> None: the run scores each round's model on the test
-# split and keeps the curve itself; nothing of the test split comes back to the strategy.
-Report = Callable[[int, Predictor], None]
+EVALUATE = ("every_round", "end")
+
+
+class Report(Protocol):
+    """report(labels bought, predictor, role): the run scores a round's model on the test
+    split and keeps the curves itself (role "inner": the record's `curve`, "proxy": its
+    `proxy_curve`); nothing of the test split comes back to the strategy."""
+
+    def __call__(self, labels: int, predictor: Predictor, role: str = "inner") -> None: ...
 
 
 class Active(Strategy):
@@ -52,10 +66,14 @@ class Active(Strategy):
     needed: on a frozen encoder's embeddings where the dataset has one, else raw features).
     query_size: items bought per round; the budget sets the final number, and `rounds`
     (fits, the first included) may stop the loop sooner. proxy: a cheaper
-    strategy that scores the pool for the query in place of `inner` (selection via proxy;
-    `inner` is still what is evaluated every round). order_from: a run record (JSON) whose
-    label order is replayed in place of querying: evaluate with a full model the order a
-    proxy run chose."""
+    strategy that scores the pool for the query in place of `inner` (selection via proxy);
+    it is fitted every round, the last included, and the run scores it too (the record's
+    `proxy_curve`). order_from: a run record (JSON) whose label order is replayed in place
+    of querying: evaluate with a full model the order a proxy run chose. evaluate: when
+    `inner` is fitted and scored: `every_round`, `end` (only on the final labels: point
+    evaluation) or an integer k (rounds 0, k, 2k, ... and the last); anything but every
+    round needs a proxy to choose the items. The run's final metrics are always the
+    inner's, fitted on the final labels."""
 
     runs_rounds = True
 
@@ -80,6 +98,7 @@ class Active(Strategy):
         proxy: Strategy | None = None,
         order_from: str | None = None,
         rounds: int | None = None,
+        evaluate: str | int = "every_round",
     ) -> None:
         if getattr(inner, "runs_rounds", False):
             raise ConfigError("inner is itself active learning; choose a strategy that fits once")
@@ -93,6 +112,14 @@ class Active(Strategy):
         self.initial_pick = initial_pick
         self.order_from = order_from
         self.rounds = None if rounds is None else check_int("rounds", rounds, least=1)
+        self.evaluate = evaluate
+        self._every = _every(evaluate)  # inner fitted in rounds r % every == 0; None: the last
+        if self._every != 1 and proxy is None:
+            raise ConfigError(
+                f"evaluate={evaluate} needs a proxy to choose the items between the inner's fits"
+                " (nothing else would choose them): add e.g. +strategy@strategy.proxy=logreg,"
+                " or use evaluate=every_round"
+            )
         self.accepts = inner.accepts
         self._shapes: tuple[tuple[int, ...], int] | None = (
             None  # (input shape, classes), from check
@@ -115,9 +142,17 @@ class Active(Strategy):
         self._shapes = (tuple(task.input_shape), task.num_classes)  # for check_model
 
     def check_model(self, model: Any) -> None:
+        """The inner's and the proxy's own checks (named inner.* / proxy.*), then whether
+        the query can get what it needs from the strategy that scores the pool."""
         from labelbench.models import embeds, network_class
         from labelbench.strategies.lightning import NetPredictor
 
+        for slot, strategy in (("inner", self.inner), ("proxy", self.proxy)):
+            if strategy is not None:
+                try:
+                    strategy.check_model(model)
+                except ConfigError as e:
+                    raise _in_slot(slot, e) from None
         name = type(self.query).__name__
         scorer = self.proxy if self.proxy is not None else self.inner
         network_features = "embedding" in self.query.needs and self.query.features == "network"
@@ -174,30 +209,35 @@ class Active(Strategy):
             start = 0
         for r in itertools.count(start):
             pool = labeler.label_pool()
-            predictor = self.inner.fit(
-                pool,
-                task,
-                model,
-                trainer,
-                seed=seed,
-                checkpoint=sub_checkpoint(checkpoint, f"round{r}"),
-            )
-            report(len(pool), predictor)
             last = self.rounds is not None and r + 1 >= self.rounds
             n = 0 if last else min(self.query_size, labeler.left, len(pool.unlabeled))
             if order is not None:  # replay: as far as the recorded order goes
                 n = min(n, len(order) - len(pool))
-            if n <= 0:
+            final = n <= 0
+            predictor = None
+            if final or (self._every is not None and r % self._every == 0):
+                predictor = self.inner.fit(
+                    pool,
+                    task,
+                    model,
+                    trainer,
+                    seed=seed,
+                    checkpoint=sub_checkpoint(checkpoint, f"round{r}"),
+                )
+                report(len(pool), predictor)
+            scorer = predictor
+            if self.proxy is not None:  # every round, the last included: its own curve
+                scorer = self.proxy.fit(
+                    pool, task, model, trainer, seed=seed,
+                    checkpoint=sub_checkpoint(checkpoint, f"proxy{r}"),
+                )  # fmt: skip
+                report(len(pool), scorer, role="proxy")
+            if final:
                 return predictor
             if order is not None:
                 picks = order[len(pool) : len(pool) + n]
             else:
-                scorer = predictor
-                if self.proxy is not None:
-                    scorer = self.proxy.fit(
-                        pool, task, model, trainer, seed=seed,
-                        checkpoint=sub_checkpoint(checkpoint, f"proxy{r}"),
-                    )  # fmt: skip
+                assert scorer is not None  # no proxy: evaluate is every_round (__init__)
                 scores = self._scores(scorer, pool, task)
                 if "mc_proba" in self.query.needs:
                     mc_seed = int(np.random.default_rng([seed, MC_STREAM, r]).integers(2**63))
@@ -285,6 +325,29 @@ def _flat(task: TaskView, idx: np.ndarray) -> np.ndarray:
     """The inputs of items `idx`, one flat float64 row each (a frozen encoder's embeddings
     where the dataset has one, else raw features)."""
     return np.asarray(task.x[idx], dtype=np.float64).reshape(len(idx), -1)
+
+
+def _every(evaluate: Any) -> int | None:
+    """Rounds between the inner's fits (1: every round); None: only the last."""
+    if evaluate == "every_round":
+        return 1
+    if evaluate == "end":
+        return None
+    if isinstance(evaluate, int) and not isinstance(evaluate, bool) and evaluate >= 1:
+        return evaluate
+    raise ConfigError(
+        f"evaluate={evaluate} is not one of {', '.join(EVALUATE)} or a positive integer k"
+        " (every k rounds and the last)"
+    )
+
+
+def _in_slot(slot: str, error: ConfigError) -> ConfigError:
+    """`error` of the strategy in `slot`, named as its key: 'inner.layer_decay=0.7 ...'."""
+    msg = str(error)
+    head = msg.split("=", 1)[0]
+    if "=" in msg and all(part.isidentifier() for part in head.split(".")):
+        return ConfigError(f"{slot}.{msg}")
+    return ConfigError(f"{slot}: {msg}")
 
 
 def _trains_network(strategy: Strategy) -> bool:

@@ -264,25 +264,36 @@ class VectorAugment(Augment):
 
 
 class ByModality(Augment):
-    """Augment what the network sees: `image` for image datasets fed to a network that
-    reads images as images (a CNN), `vector` for the rest: vector and text inputs, and
-    images fed to a network that flattens them (an MLP), for which shifted pixels are other
-    features altogether. On digits, 1-pixel shifts cost an MLP 4-5 points of accuracy at
-    the full budget, while feature noise and masking do not. A network that does not say
+    """Augment what the network sees: `tokens` for datasets of token ids (text a network
+    fine-tunes on, `task.tokens` set), `image` for image datasets fed to a network that
+    reads images as images (a CNN), `vector` for the rest: vector and embedded text inputs,
+    and images fed to a network that flattens them (an MLP), for which shifted pixels are
+    other features altogether. On digits, 1-pixel shifts cost an MLP 4-5 points of accuracy
+    at the full budget, while feature noise and masking do not. A network that does not say
     (`takes_images` None) gets `image` on image data. bind() returns the chosen
-    augmentation, bound."""
+    augmentation, bound; without `tokens` it refuses token ids (feature noise on ids would
+    make other tokens, or no ids at all)."""
 
-    def __init__(self, image: Augment, vector: Augment) -> None:
-        for name, value in (("image", image), ("vector", vector)):
-            if not isinstance(value, Augment):
+    def __init__(self, image: Augment, vector: Augment, tokens: Augment | None = None) -> None:
+        for name, value in (("image", image), ("vector", vector), ("tokens", tokens)):
+            if not isinstance(value, Augment) and not (name == "tokens" and value is None):
                 raise ConfigError(
                     f"{name}={value} must be an augmentation (a node with a _target_ from"
-                    " labelbench.strategies.augment)"
+                    " labelbench.strategies.augment or .text_ops)"
                 )
         self.image = image
         self.vector = vector
+        self.tokens = tokens
 
     def bind(self, task: TaskView, takes_images: bool | None = None) -> Augment:
+        if task.tokens is not None:
+            if self.tokens is None:
+                raise ConfigError(
+                    f"dataset {task.name} holds token ids but tokens=None: give ByModality a"
+                    " tokens augmentation (as strategy/augment=by_modality does) or use"
+                    " strategy/augment=tokens or none"
+                )
+            return self.tokens.bind(task)
         images = task.modality == "image" and takes_images is not False
         return (self.image if images else self.vector).bind(task)
 

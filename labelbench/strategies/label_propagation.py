@@ -192,6 +192,7 @@ class LabelPropagation(LightningStrategy):
     def check_model(self, model) -> None:
         from labelbench.models import embeds, network_class
 
+        super().check_model(model)
         if self.rebuild_every is not None and not embeds(model):
             raise ConfigError(
                 f"rebuild_every={self.rebuild_every} rebuilds the graph on the network's"

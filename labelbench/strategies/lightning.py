@@ -57,13 +57,17 @@ class Recipe:
     grad_clip: clip the gradients' global norm to this (None: off). no_decay_norm_bias: no
     weight decay on biases and normalisation weights (every 1-D parameter; USB's
     `bn_wd_skip`). labeled_sampling: `epochs` (shuffled passes over the labeled items) or
-    `with_replacement` (full batches of independent draws)."""
+    `with_replacement` (full batches of independent draws). layer_decay: layer-wise
+    learning-rate decay (LLRD; BEiT, Bao et al. 2022; USB's `layer_decay`): layer group g of
+    G (the network's `layer_id`, embeddings 0 ... head G - 1) learns at lr * layer_decay **
+    (G - 1 - g); 1.0: every parameter at lr."""
 
     schedule: Schedule | None = None
     ema_decay: float | None = None
     grad_clip: float | None = None
     no_decay_norm_bias: bool = False
     labeled_sampling: str = "epochs"
+    layer_decay: float = 1.0
 
 
 class LabelModule(pl.LightningModule):
@@ -208,17 +212,13 @@ class LabelModule(pl.LightningModule):
         return [self.net]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for m in self.trained_modules() for p in m.parameters()]
-        if not self.recipe.no_decay_norm_bias:
-            optimizer = self.optimizer_factory(params)
-        else:  # biases and normalisation weights (the 1-D parameters) without weight decay
-            optimizer = self.optimizer_factory(
-                [
-                    {"params": [p for p in params if p.ndim > 1]},
-                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-                ]
+        optimizer = self.optimizer_factory(
+            param_groups(
+                self.trained_modules(), self.recipe.no_decay_norm_bias, self.recipe.layer_decay
             )
+        )
         for group in optimizer.param_groups:  # the schedule's base; saved with the optimizer
+            group["lr"] = group["lr"] * group.pop("lr_scale", 1.0)
             group.setdefault("initial_lr", group["lr"])
         return optimizer
 
@@ -318,6 +318,39 @@ class LabelModule(pl.LightningModule):
         )
         for logger in self.loggers:
             logger.log_metrics({k: v.item() for k, v in scores.items()}, step=self.steps_done)
+
+
+def param_groups(
+    modules: list[nn.Module], no_decay_norm_bias: bool = False, layer_decay: float = 1.0
+) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups for the trained parameters of `modules` (frozen
+    ones, requires_grad false, are left out): one group, or, with `no_decay_norm_bias`, the
+    1-D parameters (biases, normalisation weights) apart with weight_decay 0; with
+    `layer_decay` below 1, one group per (layer group, decay) pair carrying `lr_scale`
+    layer_decay ** (G - 1 - layer_id) (USB semilearn/nets/utils.py
+    param_groups_layer_decay). Networks with layer groups say so with `layer_id(name)`
+    and `num_layer_groups`."""
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            layer = 0
+            if layer_decay != 1.0:
+                layer = module.layer_id(name)
+            no_decay = no_decay_norm_bias and param.ndim <= 1
+            key = (layer, no_decay)
+            if key not in groups:
+                groups[key] = {"params": []}
+                if no_decay:
+                    groups[key]["weight_decay"] = 0.0
+                if layer_decay != 1.0:
+                    top = module.num_layer_groups - 1
+                    groups[key]["lr_scale"] = layer_decay ** (top - layer)
+            groups[key]["params"].append(param)
+    if not groups:
+        raise ValueError("no parameter is trained: every one is frozen")
+    return [groups[k] for k in sorted(groups)]
 
 
 class RestoreBest(pl.Callback):
@@ -482,6 +515,7 @@ class LightningStrategy(Strategy):
         labeled_sampling: str = "epochs",
         selection: str = "best_val",
         augment: Augment | None = None,
+        layer_decay: float = 1.0,
     ) -> None:
         if (max_steps is None) == (max_epochs is None):
             raise ConfigError(
@@ -510,6 +544,7 @@ class LightningStrategy(Strategy):
         if selection not in SELECTIONS:
             raise ConfigError(f"selection={selection!r} is not one of {', '.join(SELECTIONS)}")
         check_flag("no_decay_norm_bias", no_decay_norm_bias)
+        check_number("layer_decay", layer_decay, "(0, 1]")
         if augment is not None and not isinstance(augment, Augment):
             raise ConfigError(
                 f"augment={augment!r} must be an augmentation (strategy/augment=by_modality,"
@@ -526,6 +561,7 @@ class LightningStrategy(Strategy):
             grad_clip,
             no_decay_norm_bias,
             labeled_sampling,
+            float(layer_decay),
         )
         if max_steps is not None:  # a warm-up or milestones that cannot fit: refused now
             self.check_schedule(max_steps)
@@ -561,6 +597,17 @@ class LightningStrategy(Strategy):
                     " split has none (dataset.val_fraction=0); use strategy.patience=0"
                 )
         self.check_schedule(self.steps_for(len(pool)))
+
+    def check_model(self, model: ModelFactory) -> None:
+        from labelbench.models import network_class
+
+        if self.recipe.layer_decay != 1.0 and not callable(
+            getattr(network_class(model), "layer_id", None)
+        ):
+            raise ConfigError(
+                f"layer_decay={self.recipe.layer_decay} needs a network with layer groups"
+                f" (model=hf); {network_class(model).__name__} has none: use layer_decay=1.0"
+            )
 
     def module_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `module_class` (subclasses add their own)."""
