@@ -175,6 +175,13 @@ PRESETS: dict[str, Preset] = {
         "warm-up steps then cosine, 204,800 steps, 8 + 8 images a step, 200 labels (2 per "
         "class), 3 seeds; the last weights scored (USB: the best test evaluation).",
     ),
+    "finetune_topics": Preset(
+        "CPU twin of usb_nlp_ag_news: the packaged all-MiniLM-L6-v2 fine-tuned on the shipped "
+        "topics sentences, 10 labels per class, with USB's NLP recipe (AdamW, layer decay "
+        "0.65, warm-up + cosine, Linear-GELU-Linear head) over 150 steps; supervised and "
+        "FixMatch (uratio 1, token-level strong views), 3 seeds.",
+        (("strategy=supervised",), ("strategy=fixmatch", "strategy.mu=1")),
+    ),
     "noise_cifar10": Preset(
         "DivideMix's protocol on CIFAR-10 (Li et al. 2020): PreAct ResNet-18, 300 epochs, "
         "all 50,000 training labels with symmetric noise of 20/50/80% (DivideMix's "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -82,6 +85,81 @@ def run_cli(
     )
 
 
+def _logging_state() -> list[tuple]:
+    """Every logger's handlers, level, propagate and disabled flag, to put back later."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()] + [
+        lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+
+
+def _restore_logging(state: list[tuple]) -> None:
+    """Undo Hydra's job logging set-up (its handlers write to this call's captured streams
+    and its output folder): the loggers as they were, the handlers it added closed."""
+    kept = {id(h) for _, handlers, *_ in state for h in handlers}
+    known = {id(lg) for lg, *_ in state}
+    for lg in logging.Logger.manager.loggerDict.values():
+        if isinstance(lg, logging.Logger) and id(lg) not in known:
+            state.append((lg, [], logging.NOTSET, True, False))
+    for lg, handlers, level, propagate, disabled in state:
+        for h in lg.handlers:
+            if id(h) not in kept:
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+
+
+def run_here(
+    *args: str, cwd: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`labelbench-run` (or `labelbench`) as `run_cli` runs it, but in this process: the entry
+    point (labelbench.run.main with that argv, or labelbench.cli.main) with the same precheck,
+    Hydra app, callbacks, output and exit code, without the seconds a fresh interpreter spends
+    importing torch and Lightning. `env` adds to the environment for the call; `timeout` is
+    accepted for run_cli's signature and not enforced. The console scripts themselves stay
+    covered by `run_cli` tests (one per behaviour family)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    exe, *rest = args
+    env = {"HYDRA_FULL_ERROR": "0", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_argv, saved_cwd, saved_logging = sys.argv, os.getcwd(), _logging_state()
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    try:
+        os.environ.update(env)
+        sys.argv = [str(BIN / exe), *rest]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if exe == "labelbench-run":
+                    from labelbench.run import main
+
+                    main()
+                else:
+                    assert exe == "labelbench", exe
+                    from labelbench.cli import main
+
+                    code = main(rest)
+            except SystemExit as e:
+                if isinstance(e.code, str):  # sys.exit("message"): printed, status 1
+                    print(e.code, file=sys.stderr)
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _restore_logging(saved_logging)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def assert_hidden_labels_unused(cfg: DictConfig) -> None:
     """Fit `cfg`'s strategy twice: on its task, and on one whose unrevealed pool items all
     have wrong true labels (shuffled, then shifted by one class). The revealed items and
@@ -155,10 +233,12 @@ def revealed(cfg: DictConfig):
 
 
 def refusal_lines(tmp_path: Path, *args: str) -> list[str]:
-    """Run `labelbench-run *args` with records under tmp_path/results and check that it
-    refused the way bad input must: exit 2, no traceback, no record. Its error lines."""
+    """Run `labelbench-run *args` (in this process, `run_here`) with records under
+    tmp_path/results and check that it refused the way bad input must: exit 2, no traceback,
+    no record. Its error lines. (The real console script's refusals: test_bad_input.py,
+    test_overrides.py.)"""
     results = tmp_path / "results"
-    proc = run_cli("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
+    proc = run_here("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
     assert proc.returncode == 2, f"rc={proc.returncode}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
     assert not list(results.glob("runs/*.json"))

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import BIN, CONF_DIR, run_cli
+from conftest import BIN, CONF_DIR, run_cli, run_here
 from labelbench.config import register_configs
 
 SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -106,7 +106,7 @@ def test_committed_site_examples_compose(conf_copy):
 )
 def test_unknown_launcher_option_is_refused_by_name(launcher, schema, tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "-m",
         f"launcher={launcher}",
@@ -122,9 +122,10 @@ def test_unknown_launcher_option_is_refused_by_name(launcher, schema, tmp_path):
     assert not results.exists()
 
 
-def slurm_sweep(tmp_path, results):
-    """A 2-job sweep with launcher=slurm, through the real command line."""
-    return run_cli(
+def slurm_sweep(tmp_path, results, real: bool = False):
+    """A 2-job sweep with launcher=slurm, through the command line (the real console script
+    when `real`, else its entry point in this process)."""
+    return (run_cli if real else run_here)(
         "labelbench-run",
         "-m",
         "launcher=slurm",
@@ -138,7 +139,7 @@ def slurm_sweep(tmp_path, results):
 def test_slurm_without_sbatch_stops_before_submitting(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(BIN))  # the venv's bin: Python, no SLURM
     results = tmp_path / "results"
-    proc = slurm_sweep(tmp_path, results)
+    proc = slurm_sweep(tmp_path, results, real=True)
     assert proc.returncode == 2
     assert only_error_line(proc) == (
         "labelbench-run: error: launcher=slurm needs SLURM's sbatch on PATH (not found; run on "
@@ -176,7 +177,7 @@ def test_slurm_with_no_controller_stops_before_submitting(tmp_path, monkeypatch)
 def test_single_run_with_slurm_launcher_runs_here_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(BIN))  # no sbatch needed: a single run is not launched
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", "launcher=slurm", *FAST, f"paths.results_dir={results}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr

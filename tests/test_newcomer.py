@@ -1,4 +1,5 @@
-"""What a new user meets first, replayed through the real CLI: their own CSVs told apart in
+"""What a new user meets first, replayed through the CLI entry points (in this process; the
+own-package test through the real console scripts): their own CSVs told apart in
 one results folder, one training length for a sweep that mixes network and scikit-learn
 strategies, strategies without a network tabled with the model `–`, standardised tables,
 and their own strategy in their own package (examples/my_method) run against the built-in
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_here
 from labelbench.config import ConfigError, check_targets, choices_from, run_key
 from labelbench.run import compose
 
@@ -43,7 +44,7 @@ def test_two_csvs_in_one_results_folder_are_two_datasets(tmp_path):
     results = tmp_path / "results"
     for name in ("load_wine", "load_iris"):
         csv = write_sklearn_csv(tmp_path / f"{name.removeprefix('load_')}.csv", name)
-        proc = run_cli(
+        proc = run_here(
             "labelbench-run", "-m", "strategy=logreg,knn", "dataset=files",
             f"dataset.path={csv}", "dataset.label_column=y", "budget=total", "budget.total=30",
             "logger=none", f"paths.results_dir={results}", cwd=tmp_path,
@@ -52,7 +53,7 @@ def test_two_csvs_in_one_results_folder_are_two_datasets(tmp_path):
     names = {r["choices"]["dataset"] for r in records(results)}
     assert names == {"files[wine]", "files[iris]"}
 
-    board = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    board = run_here("labelbench", "leaderboard", str(results), cwd=tmp_path)
     assert board.returncode == 0, board.stderr
     titles = [ln for ln in board.stdout.splitlines() if ln.startswith("### ")]
     assert len(titles) == 2, board.stdout
@@ -192,24 +193,24 @@ def test_runs_that_differ_beyond_the_fields_are_named_and_filtered_apart(tmp_pat
     """Two training lengths of the same strategy land in one cell; the table says which
     config key tells them apart, and that key filters and splits them."""
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", "-m", "dataset=synthetic", "dataset.n_samples=400",
         "strategy=supervised", "train.max_steps=20,40", "logger=none", "budget.total=40",
         f"paths.results_dir={results}", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    merged = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    merged = run_here("labelbench", "leaderboard", str(results), cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     assert "‡1" in merged.stdout and "strategy.max_steps" in merged.stdout
 
-    only = run_cli(
+    only = run_here(
         "labelbench", "leaderboard", str(results), "--filter", "strategy.max_steps=20",
         cwd=tmp_path,
     )  # fmt: skip
     assert only.returncode == 0, only.stderr
     assert "‡" not in only.stdout and "(1)" in only.stdout
 
-    split = run_cli(
+    split = run_here(
         "labelbench", "leaderboard", str(results), "--rows", "strategy,strategy.max_steps",
         cwd=tmp_path,
     )  # fmt: skip
@@ -218,7 +219,7 @@ def test_runs_that_differ_beyond_the_fields_are_named_and_filtered_apart(tmp_pat
     assert re.search(r"^\| supervised/20 ", split.stdout, re.M), split.stdout
     assert re.search(r"^\| supervised/40 ", split.stdout, re.M), split.stdout
 
-    typo = run_cli(
+    typo = run_here(
         "labelbench", "leaderboard", str(results), "--filter", "strategy.max_stepz=20",
         cwd=tmp_path,
     )  # fmt: skip

@@ -1,6 +1,7 @@
-"""Hydra's composition mistakes answered in one line (labelbench.overrides): through the real
-CLI for the cases a user meets, in-process for the machinery (search path, sweep expansion,
-flags left to Hydra)."""
+"""Hydra's composition mistakes answered in one line (labelbench.overrides): through the CLI
+for the cases a user meets (the real console script for two of them, its entry point in this
+process for the rest), in-process for the machinery (search path, sweep expansion, flags left
+to Hydra)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR, FAST_CLI, run_cli
+from conftest import CONF_DIR, FAST_CLI, run_cli, run_here
 from labelbench.config import ConfigError, check_run_fields
 from labelbench.overrides import Composer, check_command_line, check_sweep, plural
 from labelbench.run import compose
@@ -19,12 +20,15 @@ from labelbench.run import compose
 STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
 
 
-def _refused(tmp_path: Path, *args: str, composes: bool = False) -> str:
+def _refused(tmp_path: Path, *args: str, composes: bool = False, real: bool = False) -> str:
     """The one error line of a refused command line; Hydra's own advice ('To append to your
     config use +...') not passed through; no record, and unless the config `composes` (the
-    mistake shows when the data loads), no Hydra output folder either."""
+    mistake shows when the data loads), no Hydra output folder either. `real`: through the
+    console script in a subprocess, else its entry point in this process."""
     results = tmp_path / "results"
-    proc = run_cli("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
+    proc = (run_cli if real else run_here)(
+        "labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path
+    )
     assert proc.returncode == 2, f"rc={proc.returncode}\n{proc.stderr}"
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("labelbench-run: error: "), proc.stderr
@@ -39,7 +43,7 @@ def _refused(tmp_path: Path, *args: str, composes: bool = False) -> str:
 
 
 def test_unknown_option_says_did_you_mean(tmp_path):
-    line = _refused(tmp_path, *FAST_CLI, "strategy=fixmach")
+    line = _refused(tmp_path, *FAST_CLI, "strategy=fixmach", real=True)
     assert line == (
         "strategy=fixmach is not an option of strategy; did you mean fixmatch? options: "
         + ", ".join(STRATEGIES)
@@ -55,7 +59,7 @@ def test_unknown_option_inside_a_sweep_stops_it_before_any_job(tmp_path, launche
 
 
 def test_key_of_another_option_names_the_options_that_have_it(tmp_path):
-    line = _refused(tmp_path, *FAST_CLI, "regime.rate=0.3")
+    line = _refused(tmp_path, *FAST_CLI, "regime.rate=0.3", real=True)
     head, _, have = line.partition("; regimes that have it: ")
     assert head == "regime=clean has no key rate"
     assert {"symmetric", "pairflip"} <= set(have.split(", "))
@@ -90,7 +94,7 @@ def test_hydra_mistakes_are_one_line(tmp_path, overrides, expected):
 
 def test_valid_multirun_of_two_tiny_runs_still_works(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", "-m", *FAST_CLI, "seed=0,1", f"paths.results_dir={results}",
         cwd=tmp_path,
     )  # fmt: skip

@@ -1,10 +1,12 @@
-"""The Hydra app for real: one run, a sweep, a relaunch that skips, a sweep with a bad job."""
+"""The Hydra app: one run and a sweep through the real console script; the relaunch that
+skips, a second sweep into the same folder and a sweep with a bad job through its entry
+point in this process (conftest.run_here)."""
 
 from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import run_cli, run_here
 
 FAST = ["dataset=synthetic", "dataset.n_samples=300", "logger=none"]
 
@@ -34,7 +36,7 @@ def test_sweep_then_relaunch_skips(tmp_path):
     # Hydra's folders derive from the results dir and the choices, not the clock.
     assert (results / "hydra" / "sweep" / "synthetic" / "logreg").is_dir()
 
-    again = run_cli(*args, cwd=tmp_path)
+    again = run_here(*args, cwd=tmp_path)
     out = again.stdout + again.stderr
     assert again.returncode == 0, again.stderr
     assert out.count("ok record exists") == 4
@@ -42,7 +44,7 @@ def test_sweep_then_relaunch_skips(tmp_path):
     assert records(results) == got  # nothing rewritten
 
     # Another sweep into the same folder counts its own jobs only.
-    other = run_cli(
+    other = run_here(
         *[a for a in args if not a.startswith("budget.total")], "budget.total=30", cwd=tmp_path
     )
     assert other.returncode == 0, other.stderr
@@ -51,7 +53,7 @@ def test_sweep_then_relaunch_skips(tmp_path):
 
 def test_one_bad_job_does_not_lose_the_others(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "-m",
         *FAST,
@@ -85,7 +87,7 @@ def test_single_run_with_readme_command(tmp_path):
     assert record["choices"]["dataset"] == "digits" and record["metrics"]["test/acc"] > 0.6
     # the csv logger mirrors training curves next to the records
     assert (results / "logs" / "csv" / record["run_key"] / "metrics.csv").is_file()
-    board = run_cli("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    board = run_here("labelbench", "leaderboard", str(results), cwd=tmp_path)
     assert board.returncode == 0, board.stderr
     assert "supervised (baseline)" in board.stdout and "clean 4/class" in board.stdout
 

@@ -25,7 +25,6 @@ import numpy as np
 from labelbench.config import ConfigError, check_int
 from labelbench.data.encoders import Encoder, _as_items, weights_fingerprint
 
-
 # Config entries that say where a config came from, not what the network computes.
 _PROVENANCE = ("_name_or_path", "architectures", "transformers_version")
 

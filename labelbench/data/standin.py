@@ -3,7 +3,9 @@ images of the real dataset's shape, classes, columns and split names (its unlabe
 too, where it has one), saved as a `datasets` folder that the real hub loader reads
 (`dataset.name=<folder>`), and label files shaped like CIFAR-N's. A preset runs on a
 stand-in through its own code path, so tests and the step-time benchmark exercise what a
-cluster run does, only on meaningless pixels.
+cluster run does, only on meaningless pixels (or generated sentences). A model=hf whose
+weights are not here gets a tiny random network of the same family (BERT with MiniLM's
+uncased WordPiece tokenizer; ViT-S/2-shaped for 32x32 images) as `model.path`.
 """
 
 from __future__ import annotations
@@ -106,12 +108,110 @@ def standin_overrides(
                 data, stem, node, n_train=n_train, n_test=n_test, n_unlabeled=n_unlabeled
             )
         extra.append(f"dataset.name={data}")
+    if stem == "ag_news":  # text: generated sentences in AG News' columns and classes
+        data = folder / stem
+        if not data.exists():
+            write_ag_news_standin(data)
+        extra.append(f"dataset.name={data}")
+    if choices["model"] == "hf" and not _weights_here(cfg.model):
+        kind = "bert" if cfg.dataset.get("modality") == "text" or stem == "ag_news" else "vit"
+        net = folder / f"{kind}-standin"
+        if not net.exists():
+            (write_bert_standin if kind == "bert" else write_vit_standin)(net)
+        extra.append(f"model.path={net}")
     if choices["regime"] == "label_file":
         labels = folder / "CIFAR-10_human.pt"
         if not labels.exists():
             write_cifar10n_standin(labels, n_train)
         extra.append(f"regime.path={labels}")
     return [*overrides, *extra]
+
+
+def write_ag_news_standin(folder: str | Path, per_class: int = 30, test_per_class: int = 5) -> Path:
+    """AG News' columns, class names and splits (text, label: World, Sports, Business,
+    Sci/Tech; train, test), with generated sentences."""
+    import datasets
+
+    words = ["market", "team", "game", "stocks", "rocket", "league", "election", "orbit"]
+    rng = np.random.default_rng(0)
+    names = ["World", "Sports", "Business", "Sci/Tech"]
+
+    def split(n: int) -> datasets.Dataset:
+        labels = [i % 4 for i in range(4 * n)]
+        texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 20)))) for _ in labels]
+        features = datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
+        )
+        return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+    datasets.disable_progress_bars()
+    datasets.DatasetDict({"train": split(per_class), "test": split(test_per_class)}).save_to_disk(
+        str(folder)
+    )
+    return folder
+
+
+def write_bert_standin(folder: str | Path) -> Path:
+    """A tiny random BERT in save_pretrained layout with the packaged MiniLM's (BERT's
+    uncased WordPiece) tokenizer files, so the preset's tokenizer (model.path) is its own."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=512,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    from labelbench.data.encoders import packaged_minilm_path
+
+    minilm = packaged_minilm_path()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    return folder
+
+
+def write_vit_standin(folder: str | Path) -> Path:
+    """A tiny random ViT in save_pretrained layout with USB's patch size and input size, and
+    USB's CIFAR-100 normalisation in preprocessor_config.json."""
+    import json
+
+    import torch
+    from transformers import ViTConfig, ViTModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=2, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, qkv_bias=True, layer_norm_eps=1e-6,
+    )  # fmt: skip
+    ViTModel(config).save_pretrained(folder)
+    stats = {
+        "image_mean": [v / 255 for v in (129.3, 124.1, 112.4)],
+        "image_std": [v / 255 for v in (68.2, 65.4, 70.4)],
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(stats))
+    return folder
+
+
+def _weights_here(model: Any) -> bool:
+    """Whether a model=hf node's weights can be had here (a folder, the packaged MiniLM,
+    the HF cache); random-init networks need none."""
+    from labelbench.config import ConfigError
+    from labelbench.models.hf import model_folder
+
+    if not model.get("pretrained", True):
+        return True
+    try:
+        model_folder(str(model.path))
+    except ConfigError:
+        return False
+    return True
 
 
 def write_image_folder(

@@ -44,10 +44,8 @@ class TokenEncoder(Encoder):
 
             try:
                 folder = model_folder(self.tokenizer)
-            except ConfigError as e:
-                raise ConfigError(
-                    f"tokenizer={self.tokenizer}: {str(e).split(': ', 1)[-1]}"
-                ) from None
+            except ConfigError as e:  # "path=X is ..." -> "tokenizer=X is ..."
+                raise ConfigError(f"tokenizer={str(e).removeprefix('path=')}") from None
             if tokenizer_fingerprint(folder) is None:
                 raise ConfigError(
                     f"tokenizer={self.tokenizer}: {folder} holds no tokenizer files"
@@ -63,8 +61,9 @@ class TokenEncoder(Encoder):
             _quiet_transformers()
             from transformers import AutoTokenizer
 
+            folder = self.folder  # refuses a missing tokenizer in its own words
             try:
-                self._tok = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+                self._tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             except (OSError, ValueError) as e:
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise ConfigError(

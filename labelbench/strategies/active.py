@@ -156,7 +156,9 @@ class Active(Strategy):
         name = type(self.query).__name__
         scorer = self.proxy if self.proxy is not None else self.inner
         network_features = "embedding" in self.query.needs and self.query.features == "network"
-        if network_features and (not embeds(model) or not _trains_network(scorer)):
+        # A frozen-embedding proxy (strategy=probe) gives its own embeddings, model or not.
+        own = getattr(scorer, "gives_embeddings", False)
+        if network_features and not own and (not embeds(model) or not _trains_network(scorer)):
             what = (
                 f"model {network_class(model).__name__} exposes none"
                 if not embeds(model)

@@ -50,6 +50,7 @@ from labelbench.strategies.lightning import (
     LightningStrategy,
     MinibatchStream,
     NetPredictor,
+    param_groups,
 )
 from labelbench.strategies.mean_teacher import RAMPS
 from labelbench.strategies.partial import TINY, complementary_loss
@@ -63,6 +64,11 @@ RECIPE = ("strategy.optimizer._target_=torch.optim.SGD", "strategy.optimizer.lr=
           "strategy.optimizer.weight_decay=5e-4", "strategy.no_decay_norm_bias=true",
           "strategy/schedule=cosine", "strategy.ema_decay=0.999",
           "strategy.labeled_sampling=with_replacement", "strategy.grad_clip=5.0")  # fmt: skip
+HF_TEXT = ("dataset=topics", "dataset/encoder=tokens", "model=hf",
+           "strategy.optimizer._target_=torch.optim.AdamW", "strategy.optimizer.lr=2e-4",
+           "strategy.optimizer.weight_decay=5e-4", "strategy.no_decay_norm_bias=true",
+           "strategy.layer_decay=0.65", "strategy/schedule=cosine",
+           "strategy.schedule.warmup=0.05")  # fmt: skip
 NOISY = ("regime=symmetric", "regime.rate=0.4", "budget=full")
 FEW = ("regime=clean", "budget=total", "budget.total=100")
 # strategy -> the overrides of its setting: the regime it is built for, a budget that
@@ -96,8 +102,17 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "fixmatch[wrn28_2]": ("dataset=cifar10", f"dataset.name={CIFAR_SHAPED}", "model=wrn28_2",
                           "budget=total", "budget.total=40", *RECIPE, "strategy.batch_size=8",
                           "strategy.max_steps=6", "strategy.eval_every=3"),
+    # Fine-tuning a pretrained transformer as USB does (issue 21): the packaged
+    # all-MiniLM-L6-v2 on topics' token ids, AdamW with layer-wise lr decay, warm-up + cosine.
+    "supervised[hf-text]": (*HF_TEXT, "budget=per_class", "budget.per_class=10",
+                            "strategy/augment=none", "strategy.batch_size=16",
+                            "strategy.max_steps=40", "strategy.eval_every=20"),
+    # ... and FixMatch on it, with the token-level strong views.
+    "fixmatch[hf-text]": (*HF_TEXT, "budget=per_class", "budget.per_class=10",
+                          "strategy.batch_size=8", "strategy.mu=1", "strategy.max_steps=20",
+                          "strategy.eval_every=10"),
 }  # fmt: skip
-TARGETS = {"supervised": 1.15}
+TARGETS = {"supervised": 1.15, "supervised[hf-text]": 1.1}
 DEFAULT_TARGET = 1.3
 
 
@@ -348,7 +363,7 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     kw = {**self.module_kwargs(), **getattr(made, "keywords", {})}
     p = Plain(self, net, data, seed, kw, self.augment.bind(task, takes_images(model)))
     step = STEPS[cls.__name__](p)
-    optimizer = plain_optimizer(self, p.params)
+    optimizer = plain_optimizer(self, p)
     schedule = self.recipe.schedule
     schedule = (
         None if schedule is None or schedule.constant else copy.copy(schedule).bind(p.max_steps)
@@ -394,13 +409,21 @@ def plain_train(self: LightningStrategy, data, task, model, trainer, *, seed: in
     return NetPredictor(p.eval_net, tuple(task.input_shape), info)
 
 
-def plain_optimizer(self: LightningStrategy, params: list[Tensor]) -> torch.optim.Optimizer:
+def plain_optimizer(self: LightningStrategy, p: Plain) -> torch.optim.Optimizer:
     """The strategy's torch optimizer; with no_decay_norm_bias, the 1-D parameters (biases,
-    norm weights) in a group without weight decay."""
+    norm weights) in a group without weight decay; with layer_decay, the groups and
+    learning rates of the package's param_groups (set-up, not the loop being timed)."""
+    if self.recipe.layer_decay != 1.0:
+        optimizer = self.optimizer(
+            param_groups([p.net], self.recipe.no_decay_norm_bias, self.recipe.layer_decay)
+        )
+        for group in optimizer.param_groups:
+            group["lr"] *= group.pop("lr_scale")
+        return optimizer
     if not self.recipe.no_decay_norm_bias:
-        return self.optimizer(params)
-    return self.optimizer([{"params": [q for q in params if q.ndim > 1]},
-                           {"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0}])  # fmt: skip
+        return self.optimizer(p.params)
+    return self.optimizer([{"params": [q for q in p.params if q.ndim > 1]},
+                           {"params": [q for q in p.params if q.ndim <= 1], "weight_decay": 0.0}])  # fmt: skip
 
 
 @torch.no_grad()
@@ -504,7 +527,7 @@ class Case:
             t = time.perf_counter()
             if rounds:
                 predictor = strategy.fit_rounds(
-                    labeler, self.view, report=lambda n, p: None, **common
+                    labeler, self.view, report=lambda *_: None, **common
                 )
             else:
                 predictor = strategy.fit(self.pool, self.view, **common)
