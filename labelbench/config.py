@@ -379,9 +379,20 @@ def _variant(group: str, option: str, hydra_choices: dict[str, str]) -> list[str
     and options nested in slots such as active learning's `inner`) that differ from what
     its YAML's defaults list picks ([] when none do): ['inner.loss=gce', 'query=entropy']."""
     defaults = _nested_defaults(group, option, hydra_choices, "")
+    for key, value in hydra_choices.items():  # slots added on the command line (+...proxy=)
+        slot = key.removeprefix(f"{group}@{group}.")
+        if key.startswith(f"{group}@{group}.") and slot not in defaults and value is not None:
+            defaults.update(_nested_defaults(group, str(value), hydra_choices, f"{slot}."))
     changed = []
     for key, value in sorted(hydra_choices.items()):
-        if key == group or not key.startswith((f"{group}/", f"{group}@")) or value is None:
+        if key == group or value is None:
+            continue
+        # A choice belongs where it is placed: `dataset/encoder@strategy.encoder` (a
+        # probe's encoder) is the strategy's, not the dataset's.
+        package = key.split("@", 1)[1] if "@" in key else None
+        if package is not None and package != group and not package.startswith(f"{group}."):
+            continue
+        if package is None and not key.startswith(f"{group}/"):
             continue
         slot = _slot(group, key)
         if str(value) != defaults.get(slot):
@@ -418,6 +429,8 @@ def _nested_defaults(
                 out[slot] = str(option)
                 chosen = hydra_choices.get(f"{group}@{group}.{slot}", option)
                 out.update(_nested_defaults(group, str(chosen), hydra_choices, f"{slot}."))
+            elif "@" in sub:  # another group's option placed in a slot of this one
+                out[prefix + sub.split("@", 1)[1]] = str(option)
             else:
                 out[prefix + sub] = str(option)
     return out

@@ -178,7 +178,7 @@ PRESETS: dict[str, Preset] = {
     "finetune_topics": Preset(
         "CPU twin of usb_nlp_ag_news: the packaged all-MiniLM-L6-v2 fine-tuned on the shipped "
         "topics sentences, 10 labels per class, with USB's NLP recipe (AdamW, layer decay "
-        "0.65, warm-up + cosine, Linear-GELU-Linear head) over 150 steps; supervised and "
+        "0.65, warm-up + cosine, Linear-GELU-Linear head) over 60 steps; supervised and "
         "FixMatch (uratio 1, token-level strong views), 3 seeds.",
         (("strategy=supervised",), ("strategy=fixmatch", "strategy.mu=1")),
     ),
