@@ -61,6 +61,17 @@ class ConfigError(ValueError):
     """A bad configuration value. The message is one line naming the value and what is allowed."""
 
 
+def placed_under(key: str, error: ConfigError) -> ConfigError:
+    """`error` of a component placed at `key`, named from there: 'layer_decay=0.7 ...'
+    under 'strategy.inner' reads 'strategy.inner.layer_decay=0.7 ...'; a message that does
+    not start with a setting reads 'strategy.inner: ...'."""
+    msg = str(error)
+    head = msg.split("=", 1)[0]
+    if "=" in msg and all(part.isidentifier() for part in head.split(".")):
+        return ConfigError(f"{key}.{msg}")
+    return ConfigError(f"{key}: {msg}")
+
+
 def check_int(name: str, value: Any, least: int = 0, unit: str = "") -> int:
     """`value` if it is an integer (a bool is not) of at least `least`, else a ConfigError:
     'mu=0 must be a positive integer (unlabeled items per labeled one)'."""

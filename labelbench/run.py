@@ -25,6 +25,7 @@ from labelbench.config import (
     ConfigError,
     check_run_fields,
     choices_from,
+    placed_under,
     register_configs,
     run_key,
 )
@@ -48,12 +49,12 @@ def config_group(group: str) -> Iterator[None]:
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):  # named by the nested node: strategy.loss.q=...
-            raise _in_group(_full_key(e) or group, cause) from None
+            raise placed_under(_full_key(e) or group, cause) from None
         if isinstance(cause, TypeError):  # unexpected or missing constructor argument
             raise ConfigError(f"{group}: {cause}") from None
         raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
     except ConfigError as e:
-        raise _in_group(group, e) from None
+        raise placed_under(group, e) from None
 
 
 def _full_key(error: Exception) -> str | None:
@@ -62,14 +63,6 @@ def _full_key(error: Exception) -> str | None:
         if line.startswith("full_key: "):
             return line.removeprefix("full_key: ").strip() or None
     return None
-
-
-def _in_group(group: str, error: ConfigError) -> ConfigError:
-    msg = str(error)
-    head = msg.split("=", 1)[0]
-    if "=" in msg and all(part.isidentifier() for part in head.split(".")):
-        return ConfigError(f"{group}.{msg}")
-    return ConfigError(f"{group}: {msg}")
 
 
 @dataclass

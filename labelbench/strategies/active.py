@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from labelbench.config import ConfigError, check_int
+from labelbench.config import ConfigError, check_int, placed_under
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.labels.reveal import Labeler
@@ -152,7 +152,7 @@ class Active(Strategy):
                 try:
                     strategy.check_model(model)
                 except ConfigError as e:
-                    raise _in_slot(slot, e) from None
+                    raise placed_under(slot, e) from None
         name = type(self.query).__name__
         scorer = self.proxy if self.proxy is not None else self.inner
         network_features = "embedding" in self.query.needs and self.query.features == "network"
@@ -341,15 +341,6 @@ def _every(evaluate: Any) -> int | None:
         f"evaluate={evaluate} is not one of {', '.join(EVALUATE)} or a positive integer k"
         " (every k rounds and the last)"
     )
-
-
-def _in_slot(slot: str, error: ConfigError) -> ConfigError:
-    """`error` of the strategy in `slot`, named as its key: 'inner.layer_decay=0.7 ...'."""
-    msg = str(error)
-    head = msg.split("=", 1)[0]
-    if "=" in msg and all(part.isidentifier() for part in head.split(".")):
-        return ConfigError(f"{slot}.{msg}")
-    return ConfigError(f"{slot}: {msg}")
 
 
 def _trains_network(strategy: Strategy) -> bool:
