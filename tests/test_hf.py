@@ -191,3 +191,37 @@ def test_freezing_more_blocks_than_the_model_has_is_refused(compose_fast):
         compose_fast, "dataset=digits", "model=hf", *TINY_VIT, "model.freeze_blocks=3"
     )
     assert "freeze_blocks=3" in message
+
+
+# -- the SSL strategies on token ids ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["pseudo_label", "mean_teacher", "fixmatch", "flexmatch", "freematch", "softmatch", "uda",
+     "mixmatch", "self_training"],
+)  # fmt: skip
+def test_ssl_strategies_fine_tune_a_text_model_on_token_ids(compose_fast, strategy):
+    cfg, choices = compose_fast(
+        *TEXT, "model=hf", *TINY_BERT, f"strategy={strategy}", "strategy.max_steps=2",
+        "strategy.eval_every=2", "budget=per_class", "budget.per_class=4",
+    )  # fmt: skip
+    record = run(cfg, choices)
+    assert record.status == "ok", record.error
+
+
+def test_text_model_refuses_float_ids():
+    """Mixed or noised ids would silently be other tokens: the network refuses them (so the
+    mixmatch case above proves MixMatch mixes pooled features, not ids)."""
+    net = HFBackbone(
+        (12,), 3, path="bert", pretrained=False,
+        config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="token ids must be integers"):
+        net(torch.tensor([[101.0, 7.5, 102.0]]))
+
+
+@pytest.mark.parametrize("strategy", ["dividemix", "label_propagation"])
+def test_strategies_that_read_raw_inputs_refuse_token_ids(compose_fast, strategy):
+    message = refused(compose_fast, *TEXT, "model=hf", *TINY_BERT, f"strategy={strategy}")
+    assert message.startswith(f"strategy: {strategy}") and "token ids" in message

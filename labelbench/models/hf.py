@@ -369,8 +369,12 @@ class HFBackbone(nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
+    def classify(self, features: Tensor) -> Tensor:
+        """The head's logits for pooled features (manifold mixup mixes those)."""
+        return self.head(self.dropout(features))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.dropout(self.embed(x)))
+        return self.classify(self.embed(x))
 
     def _image_hidden(self, x: Tensor) -> Tensor:
         x = x.float() if not torch.is_floating_point(x) else x
@@ -386,6 +390,11 @@ class HFBackbone(nn.Module):
         return self.encoder(pixel_values=x, **kwargs).last_hidden_state
 
     def _text_hidden(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if torch.is_floating_point(x):  # mixed or noised ids would silently become others
+            raise TypeError(
+                f"token ids must be integers, got {x.dtype}: mix or perturb token tasks with"
+                " token-aware ops (strategy/augment=tokens; MixMatch mixes pooled features)"
+            )
         ids = x.long()
         mask = ids != self.pad_id
         longest = int(mask.sum(1).max().item()) if len(ids) else 1

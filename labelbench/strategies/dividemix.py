@@ -344,6 +344,11 @@ class DivideMix(TwoNetworks):
                 f"dividemix fits a 2-component mixture to the revealed items' losses but"
                 f" {len(pool)} is revealed; allowed: at least 2"
             )
+        if getattr(task, "tokens", None) is not None:
+            raise ConfigError(
+                f"dividemix mixes inputs (MixUp) but dataset {task.name} holds token ids,"
+                " which cannot be mixed; use a dataset/encoder that gives embeddings (minilm)"
+            )
 
     def steps_per_period(self, n_items: int) -> int:
         """Optimizer steps between divisions for `n_items` revealed items."""

@@ -188,6 +188,12 @@ class LabelPropagation(LightningStrategy):
     def check(self, pool, task) -> None:
         super().check(pool, task)
         check_graph_k(self.k, pool)
+        if getattr(task, "tokens", None) is not None:
+            raise ConfigError(
+                f"label_propagation builds its graph on the raw inputs, and dataset {task.name}"
+                " holds token ids, which are not features; use dataset/encoder=minilm"
+                " (embeddings)"
+            )
 
     def check_model(self, model) -> None:
         from labelbench.models import embeds, network_class

@@ -17,6 +17,9 @@ semilearn/algorithms/mixmatch/mixmatch.py) and the paper:
   (the paper's 1 / (L |U'|); USB's `mse` consistency). lambda_u ramps up linearly over
   `rampup_steps` (USB: it / (unsup_warm_up * num_train_iter), clipped to 1).
 - One forward pass over the whole mixed batch (one batch-norm statistic over all of it).
+- Token ids (text fine-tuned on model=hf) cannot be mixed: their pooled features are mixed
+  and the head classifies the mixture, as USB does for text and audio (mixmatch.py
+  `mixup_manifold`, on for BERT-like and speech networks).
   USB interleaves labeled and unlabeled rows across K + 1 passes and updates batch-norm
   statistics in the first only; interleaving exists to make each pass's statistics
   represent the whole batch, which one pass over everything does directly.
@@ -95,10 +98,22 @@ class MixMatchModule(SemiSupervisedModule):
         targets = torch.cat(
             [F.one_hot(y, self.num_classes).to(guess.dtype), *[guess] * self.augmentations]
         )
-        mixed_x, mixed_targets = mixup(
-            torch.cat([labeled_view, *views]), targets, self.mixup_alpha, self.generator
-        )
-        labeled, unlabeled_term = mixmatch_losses(self.net(mixed_x), mixed_targets, len(x))
+        batch = torch.cat([labeled_view, *views])
+        if torch.is_floating_point(batch):
+            mixed_x, mixed_targets = mixup(batch, targets, self.mixup_alpha, self.generator)
+            logits = self.net(mixed_x)
+        else:  # token ids cannot be mixed: mix the pooled features (USB's mixup_manifold)
+            classify = getattr(self.net, "classify", None)
+            if classify is None:
+                raise TypeError(
+                    f"mixmatch on token ids mixes pooled features, but {type(self.net).__name__}"
+                    " has no classify(features); use model=hf"
+                )
+            mixed_f, mixed_targets = mixup(
+                self.net.embed(batch), targets, self.mixup_alpha, self.generator
+            )
+            logits = classify(mixed_f)
+        labeled, unlabeled_term = mixmatch_losses(logits, mixed_targets, len(x))
         return labeled + self.weight() * unlabeled_term
 
 

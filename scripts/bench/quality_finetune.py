@@ -11,7 +11,7 @@ with the packaged all-MiniLM-L6-v2, 10 labels per class, seeds 0-2:
    the same budget (AUBC of both curves).
 
     .venv/bin/python scripts/bench/quality_finetune.py [--results results/bench-finetune]
-        [--seeds 0,1,2] [--skip-active]
+        [--seeds 0,1,2] [--active-seeds 0,1] [--skip-active]
 
 Records go to --results and sweeps skip runs already recorded there (an interrupted
 benchmark resumes). Exits 1 if a target is missed or a run failed.
@@ -65,10 +65,10 @@ def active_args(query: str, lr: str, seeds: str) -> list[str]:
         "model=hf", "model.head=mlp", "model.head_dropout=0.1",
         "strategy=active", f"strategy/query={query}", "+strategy@strategy.proxy=probe",
         "budget=total", "budget.total=50", "strategy.initial=10", "strategy.query_size=10",
-        f"{inner}/augment=none",
+        "strategy/augment@strategy.inner.augment=none",
         f"{inner}.optimizer._target_=torch.optim.AdamW", f"{inner}.optimizer.lr={lr}",
         f"{inner}.optimizer.weight_decay=5e-4", f"{inner}.no_decay_norm_bias=true",
-        f"{inner}.layer_decay=0.65", f"{inner}/schedule=cosine", f"{inner}.schedule.warmup=0.05",
+        f"{inner}.layer_decay=0.65", "strategy/schedule@strategy.inner.schedule=cosine", f"{inner}.schedule.warmup=0.05",
         f"{inner}.max_steps=60", f"{inner}.eval_every=20", f"{inner}.batch_size=8",
         "strategy.evaluate=2",  # fine-tuned at 10, 30 and 50 labels; the proxy every round
         f"{inner}.patience=0", f"seed={seeds}", "logger=none",
@@ -80,8 +80,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "bench-finetune")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--skip-active", action="store_true")
+    parser.add_argument(
+        "--active-seeds", default=None, help="seeds of the active runs (default: --seeds)"
+    )
     args, extra = parser.parse_known_args()
     results, seeds = args.results, args.seeds
+    active_seeds = args.active_seeds or seeds
     t0 = time.perf_counter()
     codes = []
 
@@ -113,7 +117,7 @@ def main() -> None:
                         f"strategy.optimizer.lr={best}", f"seed={seeds}"], results, extra))  # fmt: skip
     if not args.skip_active:
         for query in ("margin", "random"):
-            codes.append(sweep(active_args(query, best, seeds), results, extra))
+            codes.append(sweep(active_args(query, best, active_seeds), results, extra))
     wall = time.perf_counter() - t0
 
     rows = [r for r in records(results) if r["status"] == "ok"]
@@ -127,7 +131,7 @@ def main() -> None:
             and (lr is None or float(lr_of(r)) == float(lr))
         ]  # fmt: skip
 
-    probe = accs("logreg", "mlp") or accs("logreg", "linear")
+    probe = accs("logreg", "–")  # logreg trains no network: no model in its row
     sup = accs("supervised", "hf", best)
     fix = accs("fixmatch", "hf", best)
     print("topics, 10 labels per class (50), mean test accuracy ± std over seeds:\n")
@@ -156,7 +160,7 @@ def main() -> None:
             runs = [r for r in rows if r["choices"]["strategy"].startswith("active")
                     and cfg_get(r, "strategy.query._target_", ).endswith(
                         "Random" if query == "random" else "Margin")
-                    and r["seed"] in wanted]  # fmt: skip
+                    and r["seed"] in {int(v) for v in active_seeds.split(",")}]  # fmt: skip
             inner = [aubc([(p["labels"], p["test/acc"]) for p in r["curve"]]) for r in runs]
             proxy = [aubc([(p["labels"], p["test/acc"]) for p in r.get("proxy_curve", [])])
                      for r in runs]  # fmt: skip
