@@ -169,6 +169,24 @@ class RunConfig:
 COMPONENT_GROUPS = ("dataset", "regime", "budget", "strategy", "model", "trainer")
 
 
+def short_dirname(name: str, limit: int = 200) -> str:
+    """Hydra's override_dirname as one folder name any file system takes: '/' (a nested
+    option, `dataset/encoder=tokens`) becomes '.', and a name over `limit` bytes is cut,
+    ending in a hash of the whole (a long command line no longer overflows the 255-byte
+    name limit; the run's record says what it ran)."""
+    name = str(name).replace("/", ".")
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name.encode()[: limit - 17].decode(errors="ignore") + "-" + digest
+
+
+# conf/config.yaml's run and sweep folders use it. Registered on import, not in
+# register_configs: launcher workers (joblib, submitit) resolve those folders after
+# unpickling the task function, without running the command-line entry point.
+OmegaConf.register_new_resolver("lb_dirname", short_dirname, replace=True)
+
+
 def register_configs() -> None:
     """Put the schema in Hydra's ConfigStore (conf/config.yaml extends it)."""
     ConfigStore.instance().store(name=SCHEMA_NAME, node=RunConfig)

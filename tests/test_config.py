@@ -182,3 +182,13 @@ def test_strategy_variants_are_named_by_their_changed_nested_options(compose_fas
     ]:
         cfg, choices = compose_fast(*overrides)
         assert choices_from(cfg, choices)["dataset"] == name
+
+
+def test_run_folders_fit_any_file_system_name_limit():
+    from labelbench.config import short_dirname
+
+    assert short_dirname("seed=1,dataset/encoder=tokens") == "seed=1,dataset.encoder=tokens"
+    long = ",".join(f"strategy.inner.setting_{i}=value_{i}" for i in range(40))
+    short = short_dirname(long)
+    assert len(short.encode()) <= 200 and short != short_dirname(long + "x")
+    assert short.startswith(long[:100])
