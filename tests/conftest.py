@@ -95,13 +95,10 @@ def _logging_state() -> list[tuple]:
 
 
 def _restore_logging(state: list[tuple]) -> None:
-    """Undo Hydra's job logging set-up (its handlers write to this call's captured streams
-    and its output folder): the loggers as they were, the handlers it added closed."""
+    """Undo Hydra's logging set-up (the root logger's handlers write to one call's captured
+    streams and its output folder): the loggers there were as they were, the handlers added
+    to them closed. Loggers made during the call (a first import of Lightning) stay as made."""
     kept = {id(h) for _, handlers, *_ in state for h in handlers}
-    known = {id(lg) for lg, *_ in state}
-    for lg in logging.Logger.manager.loggerDict.values():
-        if isinstance(lg, logging.Logger) and id(lg) not in known:
-            state.append((lg, [], logging.NOTSET, True, False))
     for lg, handlers, level, propagate, disabled in state:
         for h in lg.handlers:
             if id(h) not in kept:
@@ -121,11 +118,13 @@ def run_here(
     accepted for run_cli's signature and not enforced. The console scripts themselves stay
     covered by `run_cli` tests (one per behaviour family)."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     exe, *rest = args
     env = {"HYDRA_FULL_ERROR": "0", **(env or {})}
     saved_env = {k: os.environ.get(k) for k in env}
     saved_argv, saved_cwd, saved_logging = sys.argv, os.getcwd(), _logging_state()
+    saved_job = HydraConfig.instance().cfg  # None outside a Hydra app
     out, err = io.StringIO(), io.StringIO()
     code: int = 0
     try:
@@ -157,7 +156,41 @@ def run_here(
                 os.environ[k] = v
         _restore_logging(saved_logging)
         GlobalHydra.instance().clear()
+        # The job's Hydra config would outlive the call: later run(cfg) calls in this
+        # process would read its choices and config folders as their own.
+        HydraConfig.instance().cfg = saved_job
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_script_here(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python script *args` from the project root, in this process: the script run as
+    __main__ (runpy) with its folder first on sys.path, as Python puts it; its exit code,
+    stdout and stderr. For scripts that only parse their arguments or measure briefly: no
+    fresh interpreter spending seconds importing torch. torch's thread count is put back."""
+    import runpy
+
+    import torch
+
+    saved_argv, saved_path, saved_cwd = sys.argv, sys.path[:], os.getcwd()
+    threads = torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    try:
+        sys.argv = [str(script), *args]
+        sys.path.insert(0, str(script.parent))
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess([str(script), *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_hidden_labels_unused(cfg: DictConfig) -> None:
@@ -253,27 +286,3 @@ def write_records(results: Path, records) -> Path:
     for r in records:
         store.write(r)
     return results
-
-
-# CLI refusal tests parametrized over many bad values spawn one `labelbench-run` per case
-# (several seconds of imports each): the default suite runs the first case of each (the CLI
-# path), `-m slow` the others (their messages are checked in-process elsewhere too).
-FIRST_CASE_ONLY = {
-    "test_fraction_outside_unit_interval",
-    "test_refusals_in_one_line_before_training",
-    "test_cli_refuses_bad_ssl_settings",
-    "test_cli_refuses_in_one_line_and_writes_nothing",
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
-def pytest_collection_modifyitems(items) -> None:
-    seen: set[tuple[str, str]] = set()
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        if name not in FIRST_CASE_ONLY:
-            continue
-        key = (item.module.__name__, name)
-        if key in seen:
-            item.add_marker(pytest.mark.slow)
-        seen.add(key)

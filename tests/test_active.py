@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import refusal_lines, revealed, run_cli
+from conftest import refusal_lines, revealed, run_here
 from labelbench.config import run_key
 from labelbench.labels import Total, reveal
 from labelbench.run import build, run
@@ -157,8 +157,10 @@ def test_fit_alone_is_refused(compose_fast):
 
 
 def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp_path):
-    """A real SIGKILL once two rounds are saved (before the run could finish: no record);
-    the relaunch resumes from the saved round and ends with the uninterrupted record."""
+    """A real SIGKILL of `labelbench-run` once two rounds are saved (before the run could
+    finish: no record); the relaunch resumes from the saved round and ends with the
+    uninterrupted record. The uninterrupted run and the relaunch go through the entry point
+    in this process (run_here); test_resume.py relaunches killed console scripts."""
     import signal
     import subprocess
     import time
@@ -166,7 +168,7 @@ def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp
     from conftest import BIN
 
     args = [*ACTIVE, "budget.total=60", "checkpoint.every_steps=0"]
-    whole = run_cli(
+    whole = run_here(
         "labelbench-run", *args, f"paths.results_dir={tmp_path / 'whole'}", cwd=tmp_path
     )
     assert whole.returncode == 0, whole.stderr
@@ -187,7 +189,7 @@ def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp
     proc.wait()
     assert state is not None, "the run never saved two rounds"
     assert not list(results.glob("runs/*.json"))
-    again = run_cli("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
+    again = run_here("labelbench-run", *args, f"paths.results_dir={results}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     (mine,) = (json.loads(p.read_text()) for p in results.glob("runs/*.json"))
     (theirs,) = (json.loads(p.read_text()) for p in (tmp_path / "whole").glob("runs/*.json"))

@@ -1,6 +1,6 @@
-"""The augmentation scripts: scripts/augment_grid.py writes a valid PNG grid of views, and
-scripts/bench/augment_speed.py measures both implementations, writes all.py's figures and
-refuses a bad device in one line."""
+"""The augmentation scripts: scripts/augment_grid.py writes a valid PNG grid of views (run
+as a real process), and scripts/bench/augment_speed.py measures both implementations, writes
+all.py's figures and refuses a bad device in one line (run as __main__ in this process)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from conftest import run_script_here
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = ROOT / "scripts" / "augment_grid.py"
@@ -44,8 +46,8 @@ def test_the_speed_script_measures_both_implementations(tmp_path):
     """Both implementations' throughput, and with --step a wrn28_2 FixMatch step (2 labeled
     + 16 x 2 unlabeled views here) with the views' share of it, a percentage in (0, 100)."""
     out = tmp_path / "figures.json"
-    proc = run(SPEED, "--batch", "16", "--repeats", "1", "--device", "cpu", "--step",
-               "--json", str(out))  # fmt: skip
+    proc = run_script_here(SPEED, "--batch", "16", "--repeats", "1", "--device", "cpu",
+                           "--step", "--json", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "PIL per image" in proc.stdout and "ours: ImageAugment.strong" in proc.stdout
     assert "wrn28_2 FixMatch step (2 labeled + 16 x 2 unlabeled views)" in proc.stdout
@@ -64,7 +66,7 @@ def test_the_speed_script_measures_both_implementations(tmp_path):
 
 
 def test_a_bad_device_is_refused_in_one_line():
-    proc = run(SPEED, "--device", "nope")
+    proc = run_script_here(SPEED, "--device", "nope")
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--device" in errors[0] and "'nope'" in errors[0]

@@ -250,7 +250,7 @@ def test_the_benchmark_script_prints_a_table():
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, run_script_here
 
     script = str(ROOT / "scripts" / "bench" / "backbones.py")
     args = ["--models", "wrn28_2", "--batch-size", "2", "--steps", "1", "--warmup", "0"]
@@ -261,9 +261,6 @@ def test_the_benchmark_script_prints_a_table():
     assert proc.returncode == 0, proc.stderr
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| wrn28_2 | 1,469,450 |")]
     assert [r.split(" | ")[2] for r in rows] == ["NCHW", "channels_last"]
-    bad = subprocess.run(
-        [sys.executable, script, "--models", "nope"],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+    bad = run_script_here(Path(script), "--models", "nope")  # refused before any work
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--models: ['nope']; choose from wrn28_2" in bad.stderr

@@ -1,7 +1,9 @@
 """Bad input ends with one clear line naming the bad value, a non-zero exit and no record.
 
-The CLI cases run `labelbench-run` for real (a subprocess each); variants of the same check
-run in-process through `run(cfg)`. A good local table (CSV and Parquet) runs end to end.
+The CLI cases run `labelbench-run`'s entry point with their command line, in this process
+(conftest.run_here); a refusal when the data loads and two when the command line composes run
+the real console script (a subprocess each). Variants of the same checks run in-process
+through `run(cfg)`. A good local table (CSV and Parquet) runs end to end.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from conftest import FAST_CLI, run_cli
+from conftest import FAST_CLI, run_cli, run_here
 from labelbench.config import ConfigError, check_targets
 from labelbench.data.sources import Synthetic
 from labelbench.run import run
@@ -28,9 +30,13 @@ def _records(results: Path) -> list[Path]:
     return sorted((results / "runs").glob("*.json"))
 
 
-def _cli(tmp_path: Path, *overrides: str) -> tuple[object, Path]:
+def _cli(tmp_path: Path, *overrides: str, real: bool = False) -> tuple[object, Path]:
+    """`labelbench-run *overrides` with records under tmp_path/results: through the console
+    script in a subprocess when `real`, else its entry point in this process."""
     results = tmp_path / "results"
-    proc = run_cli("labelbench-run", *overrides, f"paths.results_dir={results}", cwd=tmp_path)
+    proc = (run_cli if real else run_here)(
+        "labelbench-run", *overrides, f"paths.results_dir={results}", cwd=tmp_path
+    )
     return proc, results
 
 
@@ -70,7 +76,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 def test_total_budget_larger_than_pool(tmp_path, synthetic_pool_counts):
     n_pool = int(synthetic_pool_counts.sum())
     assert n_pool < 5000
-    proc, results = _cli(tmp_path, *FAST_CLI, "budget=total", "budget.total=5000")
+    proc, results = _cli(tmp_path, *FAST_CLI, "budget=total", "budget.total=5000", real=True)
     line = _assert_refused(proc, results, "budget.total=5000", f"allowed: 1..{n_pool}")
     assert f"pool ({n_pool} items)" in line
 
@@ -153,7 +159,7 @@ def test_target_outside_allowlist(tmp_path, override, where):
     ],
 )
 def test_unknown_option(tmp_path, override, expected):
-    proc, results = _cli(tmp_path, *FAST_CLI, override)
+    proc, results = _cli(tmp_path, *FAST_CLI, override, real=True)
     line = _assert_refused(proc, results, expected)
     assert line.startswith(f"{ERROR_PREFIX} {expected}")
     assert "To append" not in proc.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_here
 from labelbench.config import ConfigError
 from labelbench.data.sources import Synthetic
 from labelbench.data.task import TaskView
@@ -253,7 +253,7 @@ def _assert_refused(proc, results: Path, fragment: str) -> None:
 
 def test_cli_refuses_knn_k_larger_than_revealed_labels(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         *CLI_FAST,
         "strategy=knn",
@@ -271,7 +271,7 @@ def test_cli_refuses_label_spreading_k_larger_than_pool(tmp_path):
     n_pool = len(Synthetic(n_samples=400).load(0).split.pool)  # what the CLI sees
     assert n_pool < 500
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         *CLI_FAST,
         "strategy=label_spreading",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_here
 from labelbench.config import ConfigError
 from labelbench.data.hub import Hub
 from labelbench.data.lazy import LazyInputs
@@ -235,7 +235,7 @@ def test_input_column_left_out_with_several_candidates_lists_the_columns(tmp_pat
 def test_cli_input_column_left_out_with_several_candidates_is_one_line(tmp_path):
     folder = _two_inputs(tmp_path / "two")
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", "dataset=hub", f"dataset.name={folder}", "logger=none",
         f"paths.results_dir={results}", cwd=tmp_path,
     )  # fmt: skip
@@ -353,7 +353,7 @@ def test_cli_offline_hub_name_is_one_line_exit_2_no_record(monkeypatch, tmp_path
 
 def test_cli_missing_column_is_one_line_exit_2(image_folder, tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "dataset=hub",
         f"dataset.name={image_folder}",

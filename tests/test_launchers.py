@@ -207,8 +207,9 @@ def test_joblib_sweep_runs_two_workers_and_both_records_land(tmp_path):
 
 
 def test_joblib_sweep_counts_worker_outcomes_and_fails_on_an_invalid_run(tmp_path):
+    """The submitting process in this process (run_here), its jobs in joblib's workers."""
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "-m",
         "launcher=joblib",

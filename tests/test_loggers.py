@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_here
 from labelbench.config import ConfigError
 from labelbench.loggers import (
     RunTrainer,
@@ -248,7 +248,7 @@ def test_bad_project_stops_before_training_in_process(compose_fast, tmp_path, no
 
 def test_bad_project_on_the_command_line(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "dataset=synthetic",
         "strategy=logreg",

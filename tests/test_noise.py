@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_here
 from labelbench.config import ConfigError
 from labelbench.data.sources import Digits
 from labelbench.labels import (
@@ -162,7 +162,7 @@ def test_settings_that_do_not_fit_the_classes(regime, k, message):
 
 def test_cli_refuses_a_symmetric_rate_too_high_for_the_classes(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", "regime=symmetric", "regime.rate=0.95", "logger=none",
         f"paths.results_dir={results}", cwd=tmp_path,
     )  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_hidden_labels_unused, assert_resumes_exactly, run_cli
+from conftest import assert_hidden_labels_unused, assert_resumes_exactly, run_here
 from labelbench.config import ConfigError, run_key
 from labelbench.data.sources import Synthetic
 from labelbench.labels import Clean, Total, reveal
@@ -287,7 +287,7 @@ def test_image_augment_on_vectors_refused_before_training(compose_fast, tmp_path
 )
 def test_cli_refuses_bad_ssl_settings(overrides, fragments, tmp_path):
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run", *SYNTHETIC, *overrides, f"paths.results_dir={results}", cwd=tmp_path
     )
     detail = f"rc={proc.returncode}\n{proc.stderr}"

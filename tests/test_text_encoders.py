@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_here
 from labelbench.config import ConfigError
 from labelbench.data.cache import ENV_VAR, EmbeddingCache, cache_root
 from labelbench.data.encoders import HashingEncoder, NoEncoder, SentenceEncoder
@@ -256,7 +256,7 @@ def test_linear_head():
 
 def test_head_size_mismatch_refused_by_the_cli(tmp_path, minilm_cache):
     folder, _ = minilm_cache
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "dataset=topics",
         f"dataset.cache_dir={folder}",
