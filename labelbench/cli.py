@@ -38,9 +38,13 @@ def _fields(text: str, flag: str) -> tuple[str, ...]:
     return names
 
 
-def write_output(text: str, out: str | None) -> None:
-    """stdout, or FILE written atomically (never half a file)."""
+def write_output(text: str | bytes, out: str | None) -> None:
+    """stdout, or FILE written atomically (never half a file; a missing folder is made). A
+    file that cannot be written (read-only place, a file where a folder should be) is bad
+    input: one line naming it."""
     if out is None:
+        if isinstance(text, bytes):
+            raise CLIError("this output is binary: give --out FILE")
         sys.stdout.write(text)
         return
     path = Path(out)
@@ -48,7 +52,15 @@ def write_output(text: str, out: str | None) -> None:
         raise CLIError(f"--out {out} is a folder; give a file name")
     from labelbench.results.atomic import atomic_write
 
-    atomic_write(path, text)
+    for folder in path.parents:  # the nearest one that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise CLIError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    try:
+        atomic_write(path, text)
+    except OSError as e:  # read-only place, no permission, disk full ...
+        raise CLIError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -129,6 +141,19 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     write_output(
         render_dashboard(loaded, boards, filters=_filters(args.filter), not_run=not_run), args.out
     )
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from labelbench.results.plot import PlotError, check_format, render_figure
+
+    try:
+        fmt = check_format(args.out)  # before reading any record
+        _, boards = load_boards(args)
+        show = [n.strip() for n in args.show.split(",") if n.strip()] if args.show else []
+        data = render_figure(boards, args.kind, fmt, show=show)
+    except PlotError as e:
+        raise CLIError(str(e)) from None
+    write_output(data, args.out)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
@@ -239,6 +264,44 @@ def _add_published_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# Kept here, not imported from results.plot: `labelbench --help` stays light.
+PLOT_KINDS = {
+    "curves": "metric vs labels per row with ± sd bands, a panel per table and regime",
+    "grid": "a panel per regime (column group), the y-axis shared within each table",
+    "pareto": "mean metric vs mean label cost per cell, the Pareto front highlighted",
+}
+
+
+def _add_plot_parser(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="figures for papers (PDF, SVG, PNG): budget curves, a regime grid, the"
+        " label-cost Pareto front",
+        description="Figures for papers from the leaderboard's tables, with its selection\n"
+        "options: a colour-blind-safe palette (Okabe-Ito) with markers and line styles that\n"
+        "survive grayscale, 8 pt text at one column (3.3 in; one panel) or full width (7 in),\n"
+        "the baseline in black, and the same bytes for the same records.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="kinds:\n" + "\n".join(f"  {k:8} {v}" for k, v in PLOT_KINDS.items()),
+    )
+    _add_board_options(p)
+    p.add_argument("--kind", choices=tuple(PLOT_KINDS), default="curves", help="(default: curves)")
+    p.add_argument(
+        "--show",
+        metavar="ROW,ROW",
+        default="",
+        help="the rows to draw, by their leaderboard names (e.g. supervised,fixmatch);"
+        " default: all",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="the figure; its suffix names the format: .pdf, .svg or .png",
+    )
+    p.set_defaults(func=cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelbench",
@@ -265,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="(default: results/dashboard.html)",
     )
     p.set_defaults(func=cmd_dashboard)
+    _add_plot_parser(sub)
     p = sub.add_parser(
         "reproduce",
         help="run an experiment preset's sweeps, then write its page: our table beside the"
