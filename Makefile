@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# constraints.txt pins torch to 2.13.0 (the CPU wheel here) so nothing pulls CUDA builds.
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet -e '.[dev]'
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install labelbench with CPU torch
@@ -38,6 +38,9 @@ bench: $(STAMP) ## speed: fit overhead vs a plain loop, the demo, the aggregator
 reference: $(STAMP) ## run the experiment presets, write their leaderboards to results/reference/ (about an hour)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/bench/reference.py
 
+docs: $(STAMP) ## build the documentation site (warnings are errors) into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check labelbench tests scripts
 	$(BIN)/ruff format --check labelbench tests scripts
@@ -45,4 +48,4 @@ lint: $(STAMP) ## ruff lint and format check
 clean: ## remove run records, Hydra folders and logs (keeps the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/hydra $(RESULTS)/logs
 
-.PHONY: help install demo test bench reference lint clean
+.PHONY: help install demo test bench reference docs lint clean

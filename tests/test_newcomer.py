@@ -181,9 +181,10 @@ def test_own_package_is_refused_until_allowed(tmp_path, monkeypatch):
 
 
 def test_readme_adding_a_strategy_is_the_tested_example():
-    """The README's example is the plugin's code and YAML, verbatim, so it cannot drift."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Adding a strategy", 1)[1].split("\n## ", 1)[0]
+    """The docs' example (docs/extending.md, moved there from the README) is the plugin's
+    code and YAML, verbatim, so it cannot drift."""
+    page = (ROOT / "docs" / "extending.md").read_text()
+    section = page.split("\n## Adding a strategy\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S)
     assert (EXAMPLE / "my_method" / "mixup.py").read_text() in blocks
     assert (EXAMPLE / "conf" / "strategy" / "mixup.yaml").read_text() in blocks

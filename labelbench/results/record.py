@@ -1,4 +1,5 @@
-"""RunRecord: the one JSON document every run leaves (schema documented in the README)."""
+"""RunRecord: the one JSON document every run leaves (schema documented in
+docs/reference/record.md)."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def _cell(value: str) -> str:
 
 
 def print_totals(names: list[str], table: Path) -> None:
-    """Each preset's runs, steps and estimated compute, as the README shows them."""
+    """Each preset's runs, steps and estimated compute, as docs/guide/reproducing.md shows them."""
     print(f"| preset | runs | optimizer steps | estimated compute ({presets.step_device(table)}) |")
     print("|---|---|---|---|")
     for name in names:
