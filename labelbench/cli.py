@@ -38,6 +38,22 @@ def _fields(text: str, flag: str) -> tuple[str, ...]:
     return names
 
 
+def check_out(out: str) -> Path:
+    """FILE as a path that can be written: not a folder, under a folder (made if missing)
+    that is writable; anything else is bad input, one line naming it."""
+    import os
+
+    path = Path(out)
+    if path.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CLIError(f"--out {out}: {parent} is a file, not a folder")
+    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write there ({parent} is not a writable folder)")
+    return path
+
+
 def write_output(text: str | bytes, out: str | None) -> None:
     """stdout, or FILE written atomically (never half a file; a missing folder is made). A
     file that cannot be written (read-only place, a file where a folder should be) is bad
@@ -47,16 +63,9 @@ def write_output(text: str | bytes, out: str | None) -> None:
             raise CLIError("this output is binary: give --out FILE")
         sys.stdout.write(text)
         return
-    path = Path(out)
-    if path.is_dir():
-        raise CLIError(f"--out {out} is a folder; give a file name")
+    path = check_out(out)
     from labelbench.results.atomic import atomic_write
 
-    for folder in path.parents:  # the nearest one that exists must be a folder
-        if folder.exists():
-            if not folder.is_dir():
-                raise CLIError(f"--out {out}: {folder} is a file, not a folder")
-            break
     try:
         atomic_write(path, text)
     except OSError as e:  # read-only place, no permission, disk full ...
@@ -99,11 +108,11 @@ def load_boards(args: argparse.Namespace):
     return loaded, boards
 
 
-def compare_published(args: argparse.Namespace, boards: list) -> list:
-    """With --published: the published values put beside the boards' cells; returns the
-    published cells no table shows. Notes go to stderr."""
+def published_comparer(args: argparse.Namespace):
+    """With --published: a function putting the published values beside some boards' cells
+    and returning (published cells no table shows, notes); None without it."""
     if args.published is None:
-        return []
+        return None
     from labelbench.results.published import PublishedError, compare, load_published, resolve_paths
 
     for flag, value in (("--tolerance", args.tolerance), ("--tolerance-sd", args.tolerance_sd)):
@@ -113,10 +122,26 @@ def compare_published(args: argparse.Namespace, boards: list) -> list:
         published = load_published(resolve_paths(args.published))
     except PublishedError as e:
         raise CLIError(str(e)) from None
-    found = compare(boards, published, args.tolerance, args.tolerance_sd, _filters(args.filter))
-    for note in found.notes:
+    filters = _filters(args.filter)
+
+    def comparer(boards: list) -> tuple[list, list[str]]:
+        found = compare(boards, published, args.tolerance, args.tolerance_sd, filters)
+        return found.not_run, found.notes
+
+    return comparer
+
+
+def compare_published(args: argparse.Namespace, boards: list, comparer=None) -> list:
+    """With --published: the published values put beside the boards' cells (by `comparer`,
+    made from `args` if not given); returns the published cells no table shows. Notes go
+    to stderr."""
+    comparer = comparer or published_comparer(args)
+    if comparer is None:
+        return []
+    not_run, notes = comparer(boards)
+    for note in notes:
         print(f"labelbench: {note}", file=sys.stderr)
-    return found.not_run
+    return not_run
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -134,13 +159,32 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from labelbench.results.dashboard import render_dashboard
+    from labelbench.results import dashboard
 
+    check_out(args.out)  # before the build, which takes a while over a large store
     loaded, boards = load_boards(args)
-    not_run = compare_published(args, boards)
-    write_output(
-        render_dashboard(loaded, boards, filters=_filters(args.filter), not_run=not_run), args.out
+    comparer = published_comparer(args)
+    not_run = compare_published(args, boards, comparer)
+    configs = dashboard.ConfigCache()
+    metrics, notes = dashboard.boards_per_metric(
+        loaded.rows,
+        (args.metric, boards, not_run),
+        row_fields=_fields(args.rows, "--rows"),
+        col_fields=_fields(args.cols, "--cols"),
+        baseline=args.baseline or None,
+        filters=_filters(args.filter),
+        target_drop=args.target_drop,
+        read_configs=configs,
+        # the other metrics' comparisons, quietly: their notes are the first metric's
+        compare=(lambda built: comparer(built)[0]) if comparer else None,
     )
+    for note in notes:
+        print(f"labelbench: {note}", file=sys.stderr)
+    page = dashboard.render_dashboard(
+        loaded, boards, filters=_filters(args.filter), not_run=not_run, metrics=metrics,
+        configs=configs,
+    )  # fmt: skip
+    write_output(page, args.out)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:

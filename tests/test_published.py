@@ -21,7 +21,7 @@ import labelbench
 from conftest import write_records
 from labelbench import cli
 from labelbench.results import RunRecord, published
-from labelbench.results.dashboard import render_dashboard
+from labelbench.results.dashboard import page_data, render_dashboard
 from labelbench.results.leaderboard import build_leaderboards
 from labelbench.results.published import (
     COLUMNS,
@@ -294,8 +294,9 @@ def test_tex_html_and_dashboard_show_it(results, pub_csv):
     assert "pub 0.917 Δ-0.007</td>" in page
     assert "<h3>published, not run (3)</h3>" in page
     dash = render_dashboard(load_rows(results), boards, generated="now", not_run=found.not_run)
-    assert dash.count('class="outside"') == 2 and "published, not run (3)" in dash
-    assert "td.outside" in dash
+    data = page_data(dash)["metrics"]["test/acc"]
+    assert sum(flagged for b in data["boards"] for _, flagged, _ in b["pub"].values()) == 2
+    assert len(data["notRun"]) == 3 and "td.outside" in dash
 
 
 def test_cli_end_to_end(results, pub_csv, capsys):
@@ -322,7 +323,8 @@ def test_cli_end_to_end(results, pub_csv, capsys):
     assert (
         cli.main(["dashboard", str(results), "--published", str(pub_csv), "--out", str(page)]) == 0
     )
-    assert page.read_text().count('class="outside"') == 2
+    data = page_data(page.read_text())["metrics"]["test/acc"]
+    assert sum(flagged for b in data["boards"] for _, flagged, _ in b["pub"].values()) == 2
 
     assert cli.main(["leaderboard", str(results), "--format", "json"]) == 0
     assert "published" not in capsys.readouterr().out

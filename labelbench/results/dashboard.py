@@ -1,8 +1,24 @@
-"""The dashboard: one self-contained static HTML page of a record store.
+"""The dashboard: one self-contained, interactive HTML page of a record store.
 
-Header counts, the leaderboards, budget curves (hand-written inline SVG), the failed runs
-and each run's resolved config. No JavaScript, no external CSS, fonts or images, so the file
-opens from disk anywhere. Every string that comes from a record is escaped.
+Python computes every number (the leaderboards, built once per metric by
+leaderboard.build_leaderboards with the user's options; compute hours; realised label
+statistics) and embeds them, compactly, as JSON in a `<script type="application/json">`
+block: ASCII, with `<`, `>` and `&` escaped so no string can end the script. Past
+GZIP_ABOVE bytes the JSON goes in gzip-compressed and base64-encoded, and the browser's
+own DecompressionStream inflates it. A small vanilla script (dashboard_assets/dashboard.js,
+inlined; no chart library, no network) only presents: metric switch, filters, sorting,
+legend toggles, tooltips and run lists; every string goes into the page as text
+(textContent, createTextNode, setAttribute), never as HTML, and nothing is evaluated.
+
+Layout of the data (see `dashboard_data`): runs are columns (run_key, seed, error, one
+value per metric, a config id); each board lists its rows, columns and per cell the runs
+it holds (ranges into the runs, in cell order); statistics are per metric and per board,
+one entry per cell (a list, or {cell: value} where few cells differ from a default). Cell
+statistics and run values are integers in thousandths (the three decimals the tables
+print). A budget curve built from cells is just its row's index (its points are the
+cells'). Configs are interned: each distinct top-level section of a config (dataset,
+strategy ...) is stored once, a run points at a tuple of sections, and a top-level `seed`
+equal to the run's seed is left implicit.
 """
 
 from __future__ import annotations
@@ -11,120 +27,583 @@ import html
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labelbench.results import render
 from labelbench.results.leaderboard import (
-    LABEL_OF,
-    Efficiency,
+    FIELDS,
+    NO_MODEL,
     Leaderboard,
+    LeaderboardError,
+    build_leaderboards,
     fmt,
     is_field,
     matches,
 )
-from labelbench.results.render import html_tables
-from labelbench.results.table import CHOICES, RecordRows
+from labelbench.results.table import RecordRows
 
 if TYPE_CHECKING:
     from labelbench.results.published import Published
 
-MAX_RUNS = 2000  # runs whose config is shown; the rest are counted, not rendered
-MAX_FAILED = 500
+SCALE = 1000  # cell statistics: thousandths, the three decimals the tables print (fmt)
+RUN_SCALE = SCALE  # one run's value: as the cells'
 SHOW_PROBLEMS = 5
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
-DASHES = ("", "7 4", "2 3")  # after ten colours, lines differ by dash pattern too
-
+# Above this many cells the page draws tables, charts and cost views as they come near the
+# viewport (most of a 100k-run page is never scrolled to); below, all at once.
+LAZY_ABOVE = 4000
+# The data is plain JSON while the page stays within the 10 MB the issue allows (100k runs
+# of 6 metrics: 5-9.4 MB); only larger data (more metrics, more configs) goes in
+# gzip-compressed, in base64 (about a third of the size), which the browser inflates with
+# its DecompressionStream.
+GZIP_ABOVE = 9_500_000
+ASSETS = Path(__file__).with_name("dashboard_assets")
 esc = html.escape
 
-CSS = """
-:root{--fg:#1d2330;--muted:#5f6b7a;--line:#d5dbe3;--zebra:#f5f7fa;--accent:#2563eb;--bad:#b42318;--ok:#157f3b}
-*{box-sizing:border-box}
-body{margin:0;padding:24px 32px 48px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:#fff}
-h1{font-size:24px;margin:0 0 4px}
-h2{font-size:19px;margin:36px 0 10px;padding-bottom:4px;border-bottom:2px solid var(--line)}
-h3{font-size:15px;margin:18px 0 8px}
-code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;font-size:12.5px}
-.meta{color:var(--muted);margin:0 0 14px}
-nav{margin:0 0 8px}
-nav a{color:var(--accent);text-decoration:none;margin-right:16px}
-nav a:hover{text-decoration:underline}
-.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
-.card{border:1px solid var(--line);border-radius:8px;padding:8px 16px;min-width:120px;background:#fbfcfd}
-.card .n{font-size:22px;font-weight:600}
-.card .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.card.bad .n{color:var(--bad)}
-.note{background:#fff8e6;border:1px solid #f0d48a;border-radius:6px;padding:8px 12px;margin:10px 0}
-.note ul{margin:4px 0 0;padding-left:20px}
-.board{overflow-x:auto;margin-bottom:22px}
-table{border-collapse:collapse;margin:4px 0}
-th,td{border:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
-thead th{background:#eef1f5;font-weight:600;white-space:nowrap}
-tbody tr:nth-child(even){background:var(--zebra)}
-tbody th{font-weight:600;white-space:nowrap}
-.board td{white-space:nowrap;font-variant-numeric:tabular-nums;font-size:13px}
-.board td b{color:#0b3d91}
-.legend{color:var(--muted);font-size:12.5px;max-width:1100px}
-.board td.outside{background:#fdecea}
-.board td[title]{cursor:help}
-.charts{display:flex;flex-wrap:wrap;gap:18px}
-figure{width:min-content;margin:0;border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fff}
-figcaption{font-weight:600;margin-bottom:6px}
-svg{display:block;font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}
-.failed td.err{white-space:pre-wrap;word-break:break-word;max-width:640px;color:var(--bad)}
-.status{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;color:#fff}
-.status.ok{background:var(--ok)}
-.status.failed{background:var(--bad)}
-details.run{border:1px solid var(--line);border-radius:6px;margin:4px 0;background:#fff}
-details.run[open]{background:#fbfcfd}
-details.run summary{cursor:pointer;padding:5px 10px;list-style-position:inside}
-details.run summary .key{color:var(--muted)}
-details.run .body{padding:4px 14px 10px}
-details.run pre{background:#f3f5f8;border:1px solid var(--line);border-radius:4px;padding:8px 10px;overflow-x:auto;margin:6px 0 0;white-space:pre}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:4px 0}
-dl.kv dt{color:var(--muted)}
-dl.kv dd{margin:0;word-break:break-word}
-.muted{color:var(--muted)}
-"""
+# (boards, published cells no board shows) of one metric
+MetricBoards = tuple[list[Leaderboard], Sequence["Published"]]
+
+
+def metrics_with_direction(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The metrics some ok row carries with a direction ('max'/'min'), sorted."""
+    seen: set[str] = set()
+    for r in rows:
+        if r["status"] == "ok":
+            seen.update(r["directions"])
+    return sorted(seen)
+
+
+class ConfigCache:
+    """A `read_configs` for build_leaderboards that reads each record's config once (with
+    table.load_configs) and keeps it for the run lists."""
+
+    def __init__(self) -> None:
+        self.configs: dict[str, dict[str, Any] | None] = {}
+
+    def __call__(self, paths: list[str]) -> list[dict[str, Any] | None]:
+        from labelbench.results.table import load_configs
+
+        need = [p for p in dict.fromkeys(paths) if p not in self.configs]
+        if need:
+            self.configs.update(zip(need, load_configs(need), strict=True))
+        return [self.configs[p] for p in paths]
+
+
+def boards_per_metric(
+    rows: list[dict[str, Any]],
+    first: tuple[str, list[Leaderboard], Sequence[Published]],
+    *,
+    row_fields: Sequence[str],
+    col_fields: Sequence[str],
+    baseline: str | None,
+    filters: dict[str, str] | None,
+    target_drop: float,
+    read_configs: Callable[[list[str]], list[dict[str, Any] | None]] | None = None,
+    compare: Callable[[list[Leaderboard]], Sequence[Published]] | None = None,
+) -> tuple[dict[str, MetricBoards], list[str]]:
+    """The leaderboards of every metric the rows carry with a direction, built with the same
+    options as `first` (the user's metric, its boards and their published cells not run,
+    which come first); `compare` puts the published values beside the other metrics'
+    boards and returns those not run. Returns them and notes on the metrics left out
+    (records that disagree on a direction)."""
+    metric, boards, not_run = first
+    out: dict[str, MetricBoards] = {metric: (boards, not_run)}
+    notes = []
+    for other in metrics_with_direction(rows):
+        if other in out:
+            continue
+        try:
+            built = build_leaderboards(
+                rows,
+                metric=other,
+                row_fields=row_fields,
+                col_fields=col_fields,
+                baseline=baseline,
+                filters=filters,
+                target_drop=target_drop,
+                read_configs=read_configs,
+            )
+        except LeaderboardError as e:
+            notes.append(f"dashboard: metric {other} left out: {e}")
+            continue
+        if built:
+            out[other] = (built, compare(built) if compare else ())
+    return out, notes
 
 
 def render_dashboard(
     loaded: RecordRows,
     boards: list[Leaderboard],
-    max_runs: int = MAX_RUNS,
     generated: str | None = None,
     filters: dict[str, str] | None = None,
     not_run: Sequence[Published] = (),
+    *,
+    metrics: dict[str, MetricBoards] | None = None,
+    configs: Callable[[list[str]], list[dict[str, Any] | None]] | None = None,
+    lazy_above: int = LAZY_ABOVE,
+    gzip_above: int = GZIP_ABOVE,
 ) -> str:
-    """The whole dashboard as one HTML document (a string). Counts and the run list cover
-    the runs in `boards` (pass the leaderboards' `filters` to drop seed/status filtered runs
-    too); unreadable records are all reported. Published values compared into the boards
-    (published.compare) show in their cells, `not_run` under the leaderboards."""
-    metric = boards[0].metric if boards else "test/acc"
+    """The whole dashboard as one HTML document (a string). `boards` (with the published
+    cells no board shows, `not_run`) are the first metric's; `metrics` may add other
+    metrics' boards built with the same options (boards_per_metric). Counts and runs cover
+    the runs placed in the boards (pass the leaderboards' `filters` to drop seed/status
+    filtered runs too); unreadable records are all reported. `configs` reads the records'
+    configs (default: table.load_configs). Pages of more than `lazy_above` cells draw their
+    parts as they are scrolled to; data of more than `gzip_above` bytes is compressed."""
+    first = boards[0].metric if boards else "test/acc"
+    by_metric: dict[str, MetricBoards] = {first: (boards, not_run)}
+    for name, value in (metrics or {}).items():
+        by_metric.setdefault(name, value)
     rows = in_view(loaded.rows, boards, filters)
-    colours = _colours(boards)
     when = generated or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    data = dashboard_data(by_metric, rows, configs or ConfigCache(), when, _store_dir(loaded))
+    data["lazyAbove"] = lazy_above
+    css = (ASSETS / "dashboard.css").read_text(encoding="utf-8")
+    js = (ASSETS / "dashboard.js").read_text(encoding="utf-8")
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>labelbench dashboard — {esc(metric)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        _header(loaded, rows, boards, metric, when),
-        '<h2 id="leaderboards">Leaderboards</h2>',
-        html_tables(boards, not_run) if boards else '<p class="muted">No leaderboard: no runs.</p>',
-        '<h2 id="curves">Budget curves</h2>',
-        _curves(boards, colours),
-        '<h2 id="failed">Failed runs</h2>',
-        _failed(boards),
-        '<h2 id="runs">Runs and their resolved configs</h2>',
-        _runs(rows, metric, max_runs),
+        f"<title>labelbench dashboard — {esc(first)}</title>",
+        f"<style>{css}</style></head><body>",
+        _header(loaded, rows, boards, when),
+        '<div id="controls" class="controls" aria-label="view controls"></div>',
+        '<noscript><p class="note">This dashboard needs JavaScript to draw its tables and'
+        " charts. Without it, use <code>labelbench leaderboard --format html</code>.</p>"
+        "</noscript>",
+        '<section id="leaderboards"><h2>Leaderboards</h2><div id="boards"></div></section>',
+        '<section id="curves"><h2>Budget curves</h2><div id="charts" class="charts"></div>'
+        "</section>",
+        '<section id="realised"><h2>Realised label statistics</h2><div id="realised-body">'
+        "</div></section>",
+        '<section id="compute"><h2>Compute and label cost</h2><div id="compute-body"></div>'
+        "</section>",
+        '<section id="failed"><h2>Failed runs</h2><div id="failed-body"></div></section>',
+        '<aside id="runs" class="drawer" hidden aria-label="runs of a cell"></aside>',
+        '<div id="tip" class="tip" role="tooltip" hidden></div>',
+        data_block(embed_json(data), gzip_above),
+        f"<script>{js}</script>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _u_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: a UTF-16 surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def embed_json(data: Any) -> str:
+    """JSON for a `<script type="application/json">` block, ASCII only, with `<`, `>` and
+    `&` as \\u escapes, so that no string in it can close the script (`</script>`) or open
+    a comment (`<!--`); JSON.parse reads the escapes back as the characters. NaN (a config
+    may hold one) becomes null."""
+    import orjson
+
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _NON_ASCII.sub(_u_escape, text)
+
+
+def data_block(text: str, gzip_above: int = GZIP_ABOVE) -> str:
+    """The `<script>` element holding the page's data: the escaped JSON (`embed_json`) as
+    application/json, or, above `gzip_above` bytes, gzip-compressed and base64-encoded (no
+    `<` in either)."""
+    if len(text) <= gzip_above:
+        return f'<script type="application/json" id="lb-data">{text}</script>'
+    import base64
+    import gzip
+
+    packed = base64.b64encode(gzip.compress(text.encode(), compresslevel=6, mtime=0)).decode()
+    return (
+        '<script type="application/octet-stream" id="lb-data" data-encoding="gzip+base64">'
+        f"{packed}</script>"
+    )
+
+
+def page_data(page: str) -> dict[str, Any]:
+    """The data embedded in a dashboard page (for tests and tools)."""
+    start = page.index('id="lb-data"')
+    tag_end = page.index(">", start)
+    block = page[tag_end + 1 : page.index("</script>", start)]
+    if 'data-encoding="gzip+base64"' in page[start:tag_end]:
+        import base64
+        import gzip
+
+        block = gzip.decompress(base64.b64decode(block)).decode()
+    return json.loads(block)
+
+
+# --- the data -------------------------------------------------------------------------------
+
+
+def _q(value: float | None, digits: int = 3) -> int | None:
+    """`value` as the integer count of 10**-digits that fmt(value, digits) prints."""
+    if value is None:
+        return None
+    scaled = value * 10**digits
+    if abs(scaled - math.floor(scaled) - 0.5) > 1e-6:
+        return round(scaled)
+    return round(float(f"{value:.{digits}f}") * 10**digits)  # near a tie: as printed
+
+
+def _p(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.3g}")
+
+
+def dashboard_data(
+    by_metric: dict[str, MetricBoards],
+    rows: list[dict[str, Any]],
+    read_configs: Callable[[list[str]], list[dict[str, Any] | None]],
+    generated: str,
+    store: str | None = None,
+) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON-able data (layout: the module docstring).
+    The boards of every metric share their tables, rows, columns and runs (they were built
+    from the same rows with the same options); only their statistics differ."""
+    first = next(iter(by_metric))
+    boards = by_metric[first][0]
+    metric_names = list(by_metric)
+    runs: list[dict[str, Any]] = []
+    index: dict[str, int] = {}  # record path -> run index
+    board_data = []
+    for lb in boards:
+        by_cell: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        for rk, ck, r in lb.entries:
+            by_cell[(rk, ck)].append(r)
+        counts, placed, fails, cpu, gpu = [], [], {}, [], []
+        for i, rk in enumerate(lb.rows):
+            for j, ck in enumerate(lb.cols):
+                cell_runs = sorted(
+                    by_cell.get((rk, ck), ()),
+                    key=lambda r: (r["status"] == "ok", r["seed"], r["run_key"]),
+                )
+                counts.append(len(cell_runs))
+                k = i * len(lb.cols) + j
+                failed = sum(r["status"] != "ok" for r in cell_runs)
+                if failed:
+                    fails[k] = failed
+                cpu_s, gpu_s = compute_seconds(cell_runs)
+                cpu.append(round(cpu_s))
+                gpu.append(round(gpu_s))
+                for r in cell_runs:
+                    if r["path"] not in index:
+                        index[r["path"]] = len(runs)
+                        runs.append(r)
+                    placed.append(index[r["path"]])
+        budget_at = lb.col_fields.index("budget") if "budget" in lb.col_fields else None
+        sizes = {r["budget_label"]: r["budget_size"] for _, _, r in lb.entries}
+        board_data.append(
+            {
+                "scope": lb.scope,
+                "rows": [list(rk) for rk in lb.rows],
+                "names": [lb.row_name(rk) for rk in lb.rows],
+                "cols": [list(ck) for ck in lb.cols],
+                "base": lb.rows.index(lb.baseline) if lb.baseline in lb.rows else None,
+                "groups": [list(g) for g in lb.groups],
+                "size": [sizes.get(ck[budget_at]) for ck in lb.cols]
+                if budget_at is not None
+                else None,
+                "cnt": counts,
+                "idx": _ranges(placed),
+                "fail": fails,
+                "cpu": cpu,
+                "gpu": gpu,
+            }
+        )
+    per_metric = {}
+    for name, (mboards, not_run) in by_metric.items():
+        if [(lb.scope, lb.rows, lb.cols) for lb in mboards] != [
+            (lb.scope, lb.rows, lb.cols) for lb in boards
+        ]:
+            raise ValueError(f"the boards of {name} do not have the tables of {first}")
+        stats = [_board_stats(lb) for lb in mboards]
+        for shape, st in zip(board_data, stats, strict=True):
+            shape.setdefault("cost", st["cost"]["c"])
+            if st["cost"]["c"] == shape["cost"]:  # as a rule: label costs are the metrics'
+                del st["cost"]["c"]
+        per_metric[name] = {
+            "dir": mboards[0].direction,
+            "boards": stats,
+            "notRun": render.not_run_lines(not_run),
+        }
+    sections, shapes, run_cfg = _interned_configs(runs, read_configs([r["path"] for r in runs]))
+    values = {
+        name: [
+            None if (v := r["metrics"].get(name)) is None else round(v * RUN_SCALE) for r in runs
+        ]
+        for name in metric_names
+    }
+    return {
+        "version": 1,
+        "generated": generated,
+        "store": store,
+        "metric": first,
+        "fields": list(FIELDS),
+        "rowFields": list(boards[0].row_fields) if boards else [],
+        "colFields": list(boards[0].col_fields) if boards else [],
+        "noModel": NO_MODEL,
+        "scale": SCALE,
+        "runScale": RUN_SCALE,
+        "sym": {
+            "better": render.BETTER,
+            "worse": render.WORSE,
+            "short": render.SHORT,
+            "failed": render.FAILED,
+            "dup": render.DUPLICATE,
+            "improving": render.IMPROVING,
+            "outside": render.OUTSIDE,
+        },
+        "metrics": per_metric,
+        "boards": board_data,
+        "runs": {
+            "key": [r["run_key"] for r in runs],
+            "seed": [r["seed"] for r in runs],
+            "err": {
+                str(i): r["error"] or "failed" for i, r in enumerate(runs) if r["status"] != "ok"
+            },
+            "file": {
+                str(i): os.path.basename(r["path"])
+                for i, r in enumerate(runs)
+                if os.path.basename(r["path"]) != f"{r['run_key']}.json"
+            },
+            "val": values,
+            "cfg": run_cfg,
+        },
+        "cfg": {"sections": sections, "shapes": shapes},
+        "realised": realised_stats(rows),
+    }
+
+
+def _ranges(indices: list[int]) -> list[list[int]]:
+    """[start, length] runs of consecutive integers: cells list their runs in this order."""
+    out: list[list[int]] = []
+    for i in indices:
+        if out and out[-1][0] + out[-1][1] == i:
+            out[-1][1] += 1
+        else:
+            out.append([i, 1])
+    return out
+
+
+def compute_seconds(runs: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """(CPU seconds, GPU seconds) of runs: each run's total_s times its device count, on
+    the GPU where its trainer ran on one (rows' `compute`), else on the CPU. Runs without a
+    total_s count nothing."""
+    cpu = gpu = 0.0
+    for r in runs:
+        c = r["compute"]
+        if c["total_s"] is None:
+            continue
+        if c["gpus"]:
+            gpu += c["total_s"] * c["gpus"]
+        else:
+            cpu += c["total_s"] * c["devices"]
+    return cpu, gpu
+
+
+def _board_stats(lb: Leaderboard) -> dict[str, Any]:
+    """One metric's statistics of one board, one entry per cell (row-major) where it is a
+    per-cell figure; every number computed by the leaderboard code, rounded as shown."""
+    cells = [lb.cell(rk, ck) for rk in lb.rows for ck in lb.cols]
+    means = [c.mean for c in cells]
+    nc = len(lb.cols)
+    at = {(rk, ck): i * nc + j for i, rk in enumerate(lb.rows) for j, ck in enumerate(lb.cols)}
+    out: dict[str, Any] = {
+        "title": render.title(lb),
+        "legend": render.legend(lb),
+        "warn": lb.warnings,
+        "m": [_q(m) for m in means],
+        "s": _column([_q(c.std) for c in cells]),
+        "n": [c.n for c in cells],
+        "d": _column([_q(c.delta) for c in cells]),
+        "p": _column([_p(c.p_value) for c in cells]),
+        # flags: 1 best in column, 2 fewer seeds than the row's others, 4 significantly
+        # better than the baseline, 8 significantly worse
+        "f": _column(
+            [
+                c.best | c.short << 1 | (c.significance > 0) << 2 | (c.significance < 0) << 3
+                for c in cells
+            ],
+            default=0,
+        ),
+        # paired seeds, where they are not the cell's n (a baseline lacking some seeds)
+        "pairs": {
+            str(k): c.n_pairs
+            for k, c in enumerate(cells)
+            if c.delta is not None and c.n_pairs != c.n
+        },
+        "extra": {
+            str(k): [c.duplicates, c.still_improving]
+            for k, c in enumerate(cells)
+            if c.duplicates or c.still_improving
+        },
+        "differs": {str(k): c.differs for k, c in enumerate(cells) if c.differs},
+        "rank": [_q(lb.avg_rank[rk], 2) for rk in lb.rows],
+        "borda": [lb.borda[rk] for rk in lb.rows],
+        "aubcGroups": [lb.groups.index(g) for g in lb.aubc_groups],
+        "aubc": [
+            [_q(e.aubc) if (e := lb.efficiency.get((rk, g))) else None for rk in lb.rows]
+            for g in lb.aubc_groups
+        ],
+        "reach": [
+            [e.labels_to_target if (e := lb.efficiency.get((rk, g))) else None for rk in lb.rows]
+            for g in lb.aubc_groups
+        ],
+        "target": [_target(lb, g) for g in lb.groups],
+        "curves": _curves(lb, cells, means),
+        # the label-cost Pareto: cells, their mean label cost, the metric's mean where it is
+        # not the cell's (duplicate seeds count there), the cells on the front
+        "cost": {
+            "c": _cell_costs(lb, at),
+            "m": {
+                str(k): _q(p.mean)
+                for p in lb.costs
+                if _q(p.mean) != _q(means[k := at[(p.row, p.col)]])
+            },
+            "front": [at[(p.row, p.col)] for p in lb.costs if p.pareto],
+        },
+    }
+    if lb.published is not None:
+        out["pub"] = {
+            str(at[key]): [
+                render.published_text(c),
+                int(c.flagged),
+                f"published: {c.published.reported or fmt(c.published.value)} — "
+                f"{c.published.source}",
+            ]
+            for key, c in lb.published.items()
+        }
+        out["pubLine"] = render.published_line(lb)
+    return out
+
+
+def _column(values: list[Any], default: Any = None) -> list[Any] | dict[str, Any] | None:
+    """One figure per cell: the list; {cell: value} of the cells that differ from `default`
+    where there are few of them; None where none does."""
+    present = {
+        str(k): v
+        for k, v in enumerate(values)
+        if (v is not None if default is None else v != default)
+    }
+    if not present:
+        return None
+    return present if len(present) * 4 < len(values) else values
+
+
+def _cell_costs(lb: Leaderboard, at: dict[tuple, int]) -> list[float | None]:
+    """The mean label cost of each cell (None: no ok run with a cost), row-major."""
+    out: list[float | None] = [None] * (len(lb.rows) * len(lb.cols))
+    for p in lb.costs:
+        out[at[(p.row, p.col)]] = int(p.cost) if float(p.cost).is_integer() else p.cost
+    return out
+
+
+def _target(lb: Leaderboard, group: tuple[str, ...]) -> int | None:
+    targets = {e.target for (_, g), e in lb.efficiency.items() if g == group}
+    targets.discard(None)
+    return _q(targets.pop()) if len(targets) == 1 else None
+
+
+def _curves(lb: Leaderboard, cells: list, means: list[float | None]) -> list[list[Any]]:
+    """Per column group, per row with a curve: the row's index where the curve is its cells
+    with runs in the group (one point per budget: the cell's mean, sd and n are the
+    point's), else [row, [[labels, mean, sd, n], ...]] (active learning's per-round points)."""
+    if "budget" not in lb.col_fields:
+        return []
+    b = lb.col_fields.index("budget")
+    nc = len(lb.cols)
+    by_group: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for j, ck in enumerate(lb.cols):
+        by_group[ck[:b] + ck[b + 1 :]].append(j)
+    out = []
+    for group in lb.groups:
+        series = []
+        for i, rk in enumerate(lb.rows):
+            eff = lb.efficiency.get((rk, group))
+            if eff is None:
+                continue
+            ks = [i * nc + j for j in by_group[group] if cells[i * nc + j].n]
+            if [(n, m) for _, m, _, n in eff.curve] == [(cells[k].n, means[k]) for k in ks]:
+                series.append(i)
+            else:
+                series.append([i, [[x, _q(m), _q(s), n] for x, m, s, n in eff.curve]])
+        out.append(series)
+    return out
+
+
+def realised_stats(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset and regime (its label, with the setting): the runs' realised label
+    statistics (rows' `realised`) as [mean, min, max] over the runs that have each, and
+    the number of runs."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["regime_label"])].append(r.get("realised") or {})
+    out = []
+    for (dataset, regime), found in sorted(groups.items()):
+        values: dict[str, list[float]] = defaultdict(list)
+        for stats in found:
+            for k, v in stats.items():
+                values[k].append(v)
+        out.append(
+            {
+                "dataset": dataset,
+                "regime": regime,
+                "n": len(found),
+                "stats": {
+                    k: [round(sum(v) / len(v), 4), round(min(v), 4), round(max(v), 4), len(v)]
+                    for k, v in sorted(values.items())
+                },
+            }
+        )
+    return out
+
+
+def _interned_configs(
+    runs: Sequence[dict[str, Any]], configs: Sequence[dict[str, Any] | None]
+) -> tuple[list[list[Any]], list[list[int]], list[int]]:
+    """(sections, shapes, per run a shape id or -1): each distinct top-level section of a
+    config ([key, value]) once; a shape is a config as its section ids, where -1 stands for
+    a top-level `seed` equal to the run's seed (which would make every run's shape
+    distinct)."""
+    import orjson
+
+    sections: list[list[Any]] = []
+    section_id: dict[tuple[str, bytes], int] = {}
+    shapes: list[list[int]] = []
+    shape_id: dict[bytes, int] = {}
+    per_run = []
+    for r, config in zip(runs, configs, strict=True):
+        if not isinstance(config, dict):
+            per_run.append(-1)
+            continue
+        implicit = config.get("seed") == r["seed"] and not isinstance(config.get("seed"), bool)
+        if implicit:
+            config = {k: v for k, v in config.items() if k != "seed"}
+        whole = orjson.dumps(config, option=orjson.OPT_SORT_KEYS) + (b"+seed" if implicit else b"")
+        sid = shape_id.get(whole)
+        if sid is None:
+            ids = [-1] if implicit else []  # -1: `seed`, the run's
+            for key in sorted(config):
+                part = (key, orjson.dumps(config[key], option=orjson.OPT_SORT_KEYS))
+                if part not in section_id:
+                    section_id[part] = len(sections)
+                    sections.append([key, config[key]])
+                ids.append(section_id[part])
+            sid = shape_id[whole] = len(shapes)
+            shapes.append(ids)
+        per_run.append(sid)
+    return sections, shapes, per_run
 
 
 # --- header ---------------------------------------------------------------------------------
@@ -151,16 +630,12 @@ def in_view(
 
 
 def _header(
-    loaded: RecordRows,
-    rows: list[dict[str, Any]],
-    boards: list[Leaderboard],
-    metric: str,
-    when: str,
+    loaded: RecordRows, rows: list[dict[str, Any]], boards: list[Leaderboard], when: str
 ) -> str:
     ok = sum(1 for r in rows if r["status"] == "ok")
     failed = len(rows) - ok
     store = _store_dir(loaded)
-    meta = [f"metric <code>{esc(metric)}</code>", f"generated {esc(when)}"]
+    meta = [f"generated {esc(when)}"]
     if len(rows) != len(loaded.rows):
         meta.insert(
             0, f"{len(rows)} of the {len(loaded.rows)} readable records match these leaderboards"
@@ -178,10 +653,12 @@ def _header(
         "<header><h1>labelbench dashboard</h1>",
         f'<p class="meta">{" · ".join(meta)}</p>',
         '<nav><a href="#leaderboards">Leaderboards</a><a href="#curves">Budget curves</a>'
-        '<a href="#failed">Failed runs</a><a href="#runs">Runs &amp; configs</a></nav>',
+        '<a href="#realised">Realised labels</a><a href="#compute">Compute &amp; cost</a>'
+        '<a href="#failed">Failed runs</a></nav>',
         '<div class="cards">',
         *(
-            f'<div class="card{" bad" if bad else ""}"><div class="n">{n}</div><div class="k">{k}</div></div>'
+            f'<div class="card{" bad" if bad else ""}"><div class="n">{n}</div>'
+            f'<div class="k">{k}</div></div>'
             for k, n, bad in cards
         ),
         "</div>",
@@ -189,398 +666,12 @@ def _header(
     if loaded.problems:
         shown = loaded.problems[:SHOW_PROBLEMS]
         out.append(
-            f'<div class="note"><b>{len(loaded.problems)} unreadable record(s)</b>, left out of every'
-            " table below:<ul>"
+            f'<div class="note"><b>{len(loaded.problems)} unreadable record(s)</b>, left out of'
+            " every table below:<ul>"
         )
         out += [f"<li><code>{esc(p)}</code>: {esc(why)}</li>" for p, why in shown]
         if len(loaded.problems) > len(shown):
             out.append(f"<li>… and {len(loaded.problems) - len(shown)} more</li>")
         out.append("</ul></div>")
     out.append("</header>")
-    return "\n".join(out)
-
-
-# --- budget curves --------------------------------------------------------------------------
-
-
-def _colours(boards: Sequence[Leaderboard]) -> dict[tuple[str, ...], tuple[str, str]]:
-    """(colour, dash) per row, the same in every chart."""
-    out: dict[tuple[str, ...], tuple[str, str]] = {}
-    for lb in boards:
-        for rk in lb.rows:
-            if rk not in out:
-                i = len(out)
-                out[rk] = (PALETTE[i % len(PALETTE)], DASHES[(i // len(PALETTE)) % len(DASHES)])
-    return out
-
-
-def _group_name(lb: Leaderboard, group: tuple[str, ...]) -> str:
-    names = [f for f in lb.col_fields if f != "budget"]
-    return " · ".join(f"{k}={v}" for k, v in zip(names, group, strict=True))
-
-
-def _curves(boards: Sequence[Leaderboard], colours) -> str:
-    charts = []
-    for lb in boards:
-        for group in lb.groups:
-            charts.append(_chart(lb, group, colours))
-    if not charts:
-        return '<p class="muted">No budget curves: the columns do not include the budget.</p>'
-    return '<div class="charts">\n' + "\n".join(charts) + "\n</div>"
-
-
-def nice_ticks(lo: float, hi: float, n: int = 5) -> tuple[list[float], int]:
-    """Round tick values covering [lo, hi] (about n of them) and the decimals to print."""
-    span = hi - lo
-    raw = span / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if span / (m * mag) <= n)
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (
-        1 if str(step / mag)[:3] == "2.5" else 0
-    )
-    first = math.floor(lo / step + 1e-9) * step
-    ticks, t = [], first
-    while t < hi + step * 0.999:
-        ticks.append(round(t, 12))
-        t += step
-    return ticks, decimals
-
-
-def _chart(lb: Leaderboard, group: tuple[str, ...], colours) -> str:
-    series = [(rk, eff) for rk in lb.rows if (eff := lb.efficiency.get((rk, group))) is not None]
-    scope = " · ".join(f"{k}={v}" for k, v in lb.scope.items())
-    where = " · ".join(s for s in (scope, _group_name(lb, group)) if s) or "all runs"
-    better = "higher is better" if lb.direction == "max" else "lower is better"
-    name = f"{where} — {lb.metric} vs labels ({better})"
-    if not series:
-        return (
-            f"<figure><figcaption>{esc(name)}</figcaption><p class='muted'>no ok runs</p></figure>"
-        )
-    svg = budget_svg(
-        series,
-        lb.metric,
-        colours,
-        baseline=lb.baseline,
-        title_text=name,
-        row_names=[lb.row_name(rk) for rk, _ in series],
-    )
-    return f"<figure><figcaption>{esc(name)}</figcaption>\n{svg}\n</figure>"
-
-
-def budget_svg(
-    series: Sequence[tuple[tuple[str, ...], Efficiency]],
-    metric: str,
-    colours: dict[tuple[str, ...], tuple[str, str]],
-    baseline: tuple[str, ...] | None = None,
-    title_text: str = "",
-    row_names: Sequence[str] | None = None,
-) -> str:
-    """metric vs labels: one polyline per row with ±std error bars, a legend, axis labels.
-    x is log10 when the budgets span more than a factor of ten; ticks are the budgets.
-    `row_names`: the rows' names (default: their fields joined by '/')."""
-    pw, ph = 440, 260  # plot area
-    left, top, bottom, right = 64, 12, 50, 16
-    if row_names is None:
-        row_names = ["/".join(rk) for rk, _ in series]
-    names = [
-        n + (" (baseline)" if rk == baseline else "")
-        for (rk, _), n in zip(series, row_names, strict=True)
-    ]
-    shown = [n if len(n) <= 40 else n[:39] + "…" for n in names]
-    width = left + pw + right
-    # legend under the plot, in as many columns as fit
-    col_w = int(40 + 6.6 * max(len(n) for n in shown))
-    ncols = max(1, min(len(series), (width - 12) // col_w))
-    nrows = -(-len(series) // ncols)
-    height = top + ph + bottom + 8 + 20 * nrows
-
-    xs = sorted({x for _, eff in series for x, *_ in eff.curve})
-    log = xs[0] > 0 and xs[-1] / xs[0] > 10
-    f = math.log10 if log else float
-    x0, x1 = f(xs[0]), f(xs[-1])
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-
-    def sx(x: float) -> float:
-        return left + pw * (0.04 + 0.92 * (f(x) - x0) / (x1 - x0))
-
-    lows = [m - (s or 0) for _, eff in series for _, m, s, _ in eff.curve]
-    highs = [m + (s or 0) for _, eff in series for _, m, s, _ in eff.curve]
-    targets = {eff.target for _, eff in series if eff.target is not None}
-    lo, hi = min(lows + list(targets)), max(highs + list(targets))
-    pad = (hi - lo) * 0.06 if hi > lo else max(abs(hi) * 0.05, 0.01)
-    y0, y1 = lo - pad, hi + pad
-    yticks, decimals = nice_ticks(y0, y1)
-    yticks = [t for t in yticks if y0 - 1e-12 <= t <= y1 + 1e-12]
-
-    def sy(y: float) -> float:
-        return top + ph * (1 - (y - y0) / (y1 - y0))
-
-    out = [
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'font-size="12">',
-        f"<title>{esc(title_text)}</title>",
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fbfcfd" stroke="#c3cad4"/>',
-    ]
-    for t in yticks:
-        y = sy(t)
-        out.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9ee"/>'
-        )
-        out.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{t:.{decimals}f}</text>'
-        )
-    last = -1e9
-    for x in xs:
-        px = sx(x)
-        out.append(
-            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + ph}" stroke="#eef0f3"/>'
-        )
-        out.append(
-            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top + ph}" y2="{top + ph + 5}" stroke="#777"/>'
-        )
-        if px - last >= 8 * len(str(x)) + 6:  # skip labels that would collide
-            out.append(
-                f'<text x="{px:.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#444">{x}</text>'
-            )
-            last = px
-    xlabel = "labels (log scale)" if log else "labels"
-    out.append(
-        f'<text x="{left + pw / 2}" y="{top + ph + 40}" text-anchor="middle" fill="#222">{xlabel}</text>'
-    )
-    cy = top + ph / 2
-    out.append(
-        f'<text x="16" y="{cy}" text-anchor="middle" fill="#222" transform="rotate(-90 16 {cy})">'
-        f"{esc(metric)}</text>"
-    )
-    for target in sorted(targets):
-        y = sy(target)
-        out.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#888" '
-            f'stroke-dasharray="5 4"><title>target {target:.3f}</title></line>'
-        )
-        out.append(
-            f'<text x="{left + 6}" y="{y - 4:.1f}" fill="#777" font-size="11">target {target:.3f}</text>'
-        )
-
-    k = len(series)
-    for i, ((rk, eff), name) in enumerate(zip(series, names, strict=True)):
-        colour, dash = colours.get(rk, (PALETTE[i % len(PALETTE)], ""))
-        nudge = (i - (k - 1) / 2) * min(3.0, 12.0 / k)  # keep error bars of equal budgets apart
-        pts = [(sx(x) + nudge, sy(m), x, m, s, n) for x, m, s, n in eff.curve]
-        width_px = 2.6 if rk == baseline else 1.8
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<g class="series"><title>{esc(name)}</title>')
-        if len(pts) > 1:
-            line = " ".join(f"{px:.1f},{py:.1f}" for px, py, *_ in pts)
-            out.append(
-                f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="{width_px}"'
-                f'{dash_attr} stroke-linejoin="round"/>'
-            )
-        for px, py, x, m, s, n in pts:
-            tip = (
-                f"{name}: {x} labels, {fmt(m)}"
-                + (f" ± {fmt(s)}" if s is not None else "")
-                + f" (n={n})"
-            )
-            if s:
-                ya, yb = sy(m - s), sy(m + s)
-                out.append(
-                    f'<path d="M{px:.1f} {ya:.1f}V{yb:.1f}M{px - 4:.1f} {ya:.1f}h8M{px - 4:.1f} {yb:.1f}h8" '
-                    f'stroke="{colour}" stroke-width="1.2" fill="none" opacity="0.8"/>'
-                )
-            out.append(
-                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.4" fill="{colour}" stroke="#fff" '
-                f'stroke-width="1"><title>{esc(tip)}</title></circle>'
-            )
-        out.append("</g>")
-        # legend entry
-        lx, ly = 12 + col_w * (i % ncols), top + ph + bottom + 14 + 20 * (i // ncols)
-        out.append(
-            f'<line x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" '
-            f'stroke-width="{width_px + 0.6}"{dash_attr}/>'
-            f'<circle cx="{lx + 12}" cy="{ly}" r="3.4" fill="{colour}"/>'
-            f'<text x="{lx + 32}" y="{ly + 4}" fill="#222">{esc(shown[i])}<title>{esc(name)}</title></text>'
-        )
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-# --- failed runs ----------------------------------------------------------------------------
-
-
-def _failed(boards: Iterable[Leaderboard]) -> str:
-    seen: dict[str, dict[str, Any]] = {}
-    for lb in boards:
-        for r in lb.failed_runs:
-            seen.setdefault(r["path"], r)
-    if not seen:
-        return '<p class="muted">No failed runs.</p>'
-    rows = sorted(seen.values(), key=_order)
-    out = [
-        f"<p>{len(rows)} failed run(s); their cells count them as ✗k. "
-        "Re-launching the same sweep runs them again.</p>",
-        '<div class="board"><table class="failed"><thead><tr><th>run</th>'
-        + "".join(f"<th>{c}</th>" for c in CHOICES)
-        + "<th>seed</th><th>error</th><th>record</th></tr></thead><tbody>",
-    ]
-    for r in rows[:MAX_FAILED]:
-        choices = "".join(f"<td>{esc(_choice(r, c))}</td>" for c in CHOICES)
-        out.append(
-            f'<tr><td class="mono">{esc(str(r["run_key"]))}</td>{choices}<td>{r["seed"]}</td>'
-            f'<td class="err mono">{esc(str(r["error"]))}</td><td class="mono">{esc(r["path"])}</td></tr>'
-        )
-    out.append("</tbody></table></div>")
-    if len(rows) > MAX_FAILED:
-        out.append(
-            f'<p class="note">… and {len(rows) - MAX_FAILED} more failed runs not listed.</p>'
-        )
-    return "\n".join(out)
-
-
-# --- runs and configs -----------------------------------------------------------------------
-
-
-def _choice(row: dict[str, Any], name: str) -> str:
-    return str(row.get(LABEL_OF.get(name, name), "?"))
-
-
-def _order(row: dict[str, Any]):
-    return (
-        row["status"] == "ok",  # failed first: they are what one opens the page for
-        row["dataset"],
-        row["model"],
-        row["regime"],
-        row["budget_size"],
-        row["strategy"],
-        row["seed"],
-        row["run_key"],
-    )
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, str):
-        plain = (
-            value
-            and value.strip() == value
-            and ": " not in value
-            and not value.startswith(("{", "[", "#"))
-        )
-        return value if plain else json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def yamlish(obj: Any, indent: int = 0) -> list[str]:
-    """A config as YAML-like lines (plain text, to be escaped by the caller)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if isinstance(value, dict | list) and value and not _flat_list(value):
-                lines.append(f"{pad}{key}:")
-                lines += yamlish(value, indent + 2)
-            else:
-                lines.append(f"{pad}{key}: {_inline(value)}")
-    elif isinstance(obj, list):
-        for item in obj:
-            sub = yamlish(item, indent + 2)
-            if sub and isinstance(item, dict | list) and not _flat_list(item):
-                lines.append(f"{pad}- {sub[0].lstrip()}")
-                lines += sub[1:]
-            else:
-                lines.append(f"{pad}- {_inline(item)}")
-    else:
-        lines.append(pad + _scalar(obj))
-    return lines
-
-
-def _flat_list(value: Any) -> bool:
-    return isinstance(value, list) and not any(isinstance(v, dict | list) for v in value)
-
-
-def _inline(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{}"
-    return _scalar(value)
-
-
-def _read_record(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        return None, f"{type(e).__name__}: {e}"
-    if not isinstance(data, dict):
-        return None, "not a JSON object"
-    return data, None
-
-
-def _run_details(row: dict[str, Any], metric: str) -> str:
-    choices = "/".join(_choice(row, c) for c in CHOICES)
-    value = row["metrics"].get(metric)
-    shown = f" · {esc(metric)} <b>{fmt(value)}</b>" if value is not None else ""
-    status = esc(str(row["status"]))
-    summary = (
-        f'<summary><span class="status {status}">{status}</span> <b>{esc(choices)}</b> · seed {row["seed"]}'
-        f'{shown} <span class="key mono">{esc(str(row["run_key"]))}</span></summary>'
-    )
-    data, problem = _read_record(row["path"])
-    facts = [("record", f'<span class="mono">{esc(row["path"])}</span>')]
-    if row.get("error"):
-        facts.append(
-            (
-                "error",
-                f'<span class="mono" style="color:var(--bad)">{esc(str(row["error"]))}</span>',
-            )
-        )
-    facts.append(
-        ("labels", f"{row['labels']} (budget {esc(str(row['budget_label']))}, cost {row['cost']})")
-    )
-    if row["metrics"]:
-        facts.append(
-            ("metrics", ", ".join(f"{esc(k)} {_num(v)}" for k, v in sorted(row["metrics"].items())))
-        )
-    if data is not None:
-        timings = data.get("timings") or {}
-        if isinstance(timings, dict) and timings:
-            facts.append(
-                ("timings", ", ".join(f"{esc(str(k))} {_num(v)}" for k, v in timings.items()))
-            )
-        git = data.get("git") or {}
-        if isinstance(git, dict) and git.get("sha"):
-            dirty = " (dirty)" if git.get("dirty") else ""
-            facts.append(("git", f'<span class="mono">{esc(str(git["sha"]))}</span>{dirty}'))
-        if data.get("created"):
-            facts.append(("created", esc(str(data["created"]))))
-    body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
-    if data is None:
-        config = f'<p class="muted">config could not be read: {esc(problem or "")}</p>'
-    else:
-        config = "<pre>" + esc("\n".join(yamlish(data.get("config", {})))) + "</pre>"
-    return f'<details class="run">{summary}<div class="body"><dl class="kv">{body}</dl>{config}</div></details>'
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return esc(str(value))
-
-
-def _runs(rows: list[dict[str, Any]], metric: str, max_runs: int) -> str:
-    if not rows:
-        return '<p class="muted">No readable run records.</p>'
-    ordered = sorted(rows, key=_order)
-    shown = ordered[:max_runs]
-    out = [
-        f"<p>{len(rows)} run(s), failed first, then by dataset, model, regime, budget, strategy and"
-        " seed. Click a run for its label accounting, metrics and resolved config.</p>"
-    ]
-    if len(rows) > len(shown):
-        out.append(
-            f'<p class="note">Showing the first {len(shown)} of {len(rows)} runs; '
-            f"{len(rows) - len(shown)} left out to keep this page small.</p>"
-        )
-    out += [_run_details(r, metric) for r in shown]
     return "\n".join(out)

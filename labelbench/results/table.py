@@ -25,8 +25,20 @@ import orjson
 from labelbench.results.atomic import atomic_write
 from labelbench.results.record import SCHEMA_VERSION, STATUSES, RecordError, RunRecord
 
-CACHE_VERSION = 4
+CACHE_VERSION = 6
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
+# trainer.accelerator values that run on a GPU (the compute view counts their GPU hours)
+GPU_ACCELERATORS = ("gpu", "cuda", "mps")
+# labels.realised entries that are sizes, not what the labels realised: left out of rows
+REALISED_SKIP = (
+    "pool_size",
+    "test_size",
+    "unlabeled_only",
+    "annotations",
+    "items",
+    "val_items",
+    "lfs",
+)
 # Parse in worker processes when at least this many files are new or changed (a cold cache
 # over a large store); below it, process start-up costs more than it saves.
 PARALLEL_MIN_FILES = 4000
@@ -35,7 +47,9 @@ T = TypeVar("T")
 
 def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]:
     """The compact row aggregation works on (no config, no indices), from a whole record or
-    from the fields the fast decode reads."""
+    from the fields the fast decode reads. Beside the fields and metrics it keeps what the
+    dashboard shows: `compute` (timings total_s and fit_s, the device count `devices`, and
+    `gpus`: the same on a GPU, else 0) and `realised`, the realised label statistics."""
     labels = record.labels
     return {
         "path": path,
@@ -53,7 +67,64 @@ def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]
         "directions": record.directions,
         "curve": record.curve,
         "error": f"{record.error['type']}: {record.error['message']}" if record.error else None,
+        # one key for the timings and devices: 21 keys or fewer keep a row's dict small
+        "compute": {
+            "total_s": _seconds(record.timings, "total_s"),
+            "fit_s": _seconds(record.timings, "fit_s"),
+            **_devices(record.config),
+        },
+        "realised": _realised(labels),
     }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seconds(timings: Any, key: str) -> float | None:
+    value = timings.get(key) if isinstance(timings, dict) else None
+    return float(value) if _number(value) else None
+
+
+def _devices(config: Any) -> dict[str, int]:
+    """{'devices': n, 'gpus': n or 0} from the resolved config's trainer.accelerator and
+    trainer.devices; 'auto' or -1 (unknown counts) read as one device, on the CPU unless
+    the accelerator names a GPU."""
+    trainer = (
+        config.get("trainer") if isinstance(config, dict) else getattr(config, "trainer", None)
+    )
+    if not isinstance(trainer, dict):
+        return {"devices": 1, "gpus": 0}
+    wanted = trainer.get("devices", 1)
+    if isinstance(wanted, list | tuple):
+        n = len(wanted)
+    elif isinstance(wanted, str):
+        parts = [p for p in wanted.split(",") if p.strip()]
+        n = int(parts[0]) if len(parts) == 1 and parts[0].strip().isdigit() else len(parts)
+    else:
+        n = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) else 1
+    n = max(n, 1)
+    gpu = str(trainer.get("accelerator", "cpu")).lower() in GPU_ACCELERATORS
+    return {"devices": n, "gpus": n if gpu else 0}
+
+
+def _realised(labels: Any) -> dict[str, float]:
+    """What the labels realised, as numbers: labels.noise_rate and the scalar entries of
+    labels.realised (one level of nesting as 'lf_analysis.coverage'); lists and sizes left out."""
+    out: dict[str, float] = {}
+    if _number(rate := labels.get("noise_rate")):
+        out["noise_rate"] = rate
+    realised = labels.get("realised")
+    if not isinstance(realised, dict):
+        return out
+    for key, value in realised.items():
+        if isinstance(value, dict):
+            out.update(
+                {f"{key}.{k}": v for k, v in value.items() if k not in REALISED_SKIP and _number(v)}
+            )
+        elif key not in REALISED_SKIP and _number(value):
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -88,6 +159,8 @@ class _Labels(msgspec.Struct):
     budget_size: int | msgspec.UnsetType = msgspec.UNSET
     count: int | msgspec.UnsetType = msgspec.UNSET
     cost: Any = msgspec.UNSET
+    noise_rate: Any = msgspec.UNSET
+    realised: Any = msgspec.UNSET
 
     def get(self, key: str, default: Any = None) -> Any:
         value = getattr(self, key, msgspec.UNSET)
@@ -100,6 +173,13 @@ class _Error(msgspec.Struct):
 
     def __getitem__(self, key: str) -> str:  # read as the record's error dict is
         return getattr(self, key)
+
+
+class _Config(msgspec.Struct):
+    """The part of the resolved config a row reads (the trainer's devices); the rest is
+    scanned, not built."""
+
+    trainer: Any = None
 
 
 class _RowFields(msgspec.Struct):
@@ -118,11 +198,11 @@ class _RowFields(msgspec.Struct):
     directions: dict[str, str]
     curve: list[dict[str, Any]]
     split_seed: msgspec.Raw
-    timings: msgspec.Raw
+    timings: dict[str, Any]
     versions: msgspec.Raw
     git: msgspec.Raw
     host: msgspec.Raw
-    config: msgspec.Raw
+    config: _Config
     error: _Error | None = None
 
 
