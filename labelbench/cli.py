@@ -361,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser(
-        "dashboard", help="one self-contained HTML page: leaderboards, curves, failures, configs"
+        "dashboard",
+        help="one self-contained, interactive HTML page (opens from disk): leaderboards of"
+        " every metric, budget curves, realised label statistics, compute and label cost,"
+        " each cell's runs and configs",
     )
     _add_board_options(p)
     _add_published_options(p)

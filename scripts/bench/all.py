@@ -2,13 +2,17 @@
 target, peak memory), and one JSON row per invocation appended to results/bench/history.jsonl
 with the machine it ran on.
 
-    .venv/bin/python scripts/bench/all.py [--only fit,demo,aggregate,help,augment] [--repeats 5]
+    .venv/bin/python scripts/bench/all.py [--only fit,demo,aggregate,dashboard,help,augment]
+        [--repeats 5]
         [--history results/bench/history.jsonl]
 
 - fit: scripts/bench/fit_overhead.py, every network strategy against a plain PyTorch loop;
 - demo: `make demo` into a fresh results folder, end to end to the printed leaderboard
   (and the dashboard it also writes);
 - aggregate: scripts/bench/aggregate.py, `labelbench leaderboard` over 100k records;
+- dashboard: scripts/bench/dashboard.py, `labelbench dashboard` over 100k records of two
+  shapes (720 cells of many seeds; 33,600 cells of three): the file's size and the time to
+  interactive in headless Chromium (a missed figure where Chromium is lacking);
 - help: `labelbench --help`, median of fresh processes, and whether it imports torch;
 - augment: scripts/bench/augment_speed.py, the strong image view of one FixMatch step's
   unlabeled batch (448 3x32x32 images) against USB's per-image PIL pipeline on one core;
@@ -63,6 +67,10 @@ def bench_aggregate(repeats: int) -> list[dict]:
     return from_json("aggregate.py", [])
 
 
+def bench_dashboard(repeats: int) -> list[dict]:
+    return from_json("dashboard.py", [])
+
+
 def bench_demo(repeats: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="lb-bench-demo-") as results:
         t, code, peak = run_measured(
@@ -112,6 +120,7 @@ BENCHES = {
     "fit": bench_fit,
     "demo": bench_demo,
     "aggregate": bench_aggregate,
+    "dashboard": bench_dashboard,
     "help": bench_help,
     "augment": bench_augment,
 }
