@@ -398,17 +398,10 @@ def _ranges(indices: list[int]) -> list[list[int]]:
 
 def compute_seconds(runs: Sequence[dict[str, Any]]) -> tuple[float, float]:
     """(CPU seconds, GPU seconds) of runs: each run's total_s times its device count, on
-    the GPU where its trainer ran on one (rows' `compute`), else on the CPU. Runs without a
-    total_s count nothing."""
-    cpu = gpu = 0.0
-    for r in runs:
-        c = r["compute"]
-        if c["total_s"] is None:
-            continue
-        if c["gpus"]:
-            gpu += c["total_s"] * c["gpus"]
-        else:
-            cpu += c["total_s"] * c["devices"]
+    the GPU where its trainer ran on one, else on the CPU (rows' `cpu_s`, `gpu_s`). Runs
+    without a total_s count nothing."""
+    cpu = math.fsum(r["cpu_s"] for r in runs if r["cpu_s"] is not None)
+    gpu = math.fsum(r["gpu_s"] for r in runs if r["gpu_s"] is not None)
     return cpu, gpu
 
 

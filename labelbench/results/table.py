@@ -25,7 +25,7 @@ import orjson
 from labelbench.results.atomic import atomic_write
 from labelbench.results.record import SCHEMA_VERSION, STATUSES, RecordError, RunRecord
 
-CACHE_VERSION = 6
+CACHE_VERSION = 8
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 # trainer.accelerator values that run on a GPU (the compute view counts their GPU hours)
 GPU_ACCELERATORS = ("gpu", "cuda", "mps")
@@ -48,8 +48,8 @@ T = TypeVar("T")
 def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]:
     """The compact row aggregation works on (no config, no indices), from a whole record or
     from the fields the fast decode reads. Beside the fields and metrics it keeps what the
-    dashboard shows: `compute` (timings total_s and fit_s, the device count `devices`, and
-    `gpus`: the same on a GPU, else 0) and `realised`, the realised label statistics."""
+    dashboard shows: `cpu_s` and `gpu_s` (device-seconds: timings.total_s times the device
+    count, on the GPU or the CPU) and `realised`, the realised label statistics."""
     labels = record.labels
     return {
         "path": path,
@@ -67,12 +67,9 @@ def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]
         "directions": record.directions,
         "curve": record.curve,
         "error": f"{record.error['type']}: {record.error['message']}" if record.error else None,
-        # one key for the timings and devices: 21 keys or fewer keep a row's dict small
-        "compute": {
-            "total_s": _seconds(record.timings, "total_s"),
-            "fit_s": _seconds(record.timings, "fit_s"),
-            **_devices(record.config),
-        },
+        # device-seconds on the CPU and on GPUs (flat: 21 keys or fewer keep a row's dict
+        # small, and a warm cache decodes no nested dict for them)
+        **_compute(_seconds(record.timings, "total_s"), record.config),
         "realised": _realised(labels),
     }
 
@@ -81,21 +78,35 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _field(obj: Any, key: str, default: Any = None) -> Any:
+    """obj[key] of a record's dict, or obj.key of the fast decode's struct."""
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default) if isinstance(obj, msgspec.Struct) else default
+
+
 def _seconds(timings: Any, key: str) -> float | None:
-    value = timings.get(key) if isinstance(timings, dict) else None
+    value = _field(timings, key)
     return float(value) if _number(value) else None
 
 
-def _devices(config: Any) -> dict[str, int]:
-    """{'devices': n, 'gpus': n or 0} from the resolved config's trainer.accelerator and
-    trainer.devices; 'auto' or -1 (unknown counts) read as one device, on the CPU unless
-    the accelerator names a GPU."""
-    trainer = (
-        config.get("trainer") if isinstance(config, dict) else getattr(config, "trainer", None)
-    )
-    if not isinstance(trainer, dict):
-        return {"devices": 1, "gpus": 0}
-    wanted = trainer.get("devices", 1)
+def _compute(total_s: float | None, config: Any) -> dict[str, float | None]:
+    """{'cpu_s': ..., 'gpu_s': ...}: the run's total_s times its device count, on the GPU
+    where its trainer ran on one, else on the CPU (the other 0); both None without total_s."""
+    if total_s is None:
+        return {"cpu_s": None, "gpu_s": None}
+    devices, gpu = _devices(config)
+    return {"cpu_s": 0.0 if gpu else total_s * devices, "gpu_s": total_s * devices if gpu else 0.0}
+
+
+def _devices(config: Any) -> tuple[int, bool]:
+    """(device count, on a GPU) from the resolved config's trainer.devices and
+    trainer.accelerator; 'auto' or -1 (unknown counts) read as one device, on the CPU
+    unless the accelerator names a GPU."""
+    trainer = _field(config, "trainer")
+    if not isinstance(trainer, dict | msgspec.Struct):
+        return 1, False
+    wanted = _field(trainer, "devices", 1)
     if isinstance(wanted, list | tuple):
         n = len(wanted)
     elif isinstance(wanted, str):
@@ -104,8 +115,7 @@ def _devices(config: Any) -> dict[str, int]:
     else:
         n = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) else 1
     n = max(n, 1)
-    gpu = str(trainer.get("accelerator", "cpu")).lower() in GPU_ACCELERATORS
-    return {"devices": n, "gpus": n if gpu else 0}
+    return n, str(_field(trainer, "accelerator", "cpu")).lower() in GPU_ACCELERATORS
 
 
 def _realised(labels: Any) -> dict[str, float]:
@@ -175,11 +185,20 @@ class _Error(msgspec.Struct):
         return getattr(self, key)
 
 
+class _Trainer(msgspec.Struct):
+    accelerator: Any = "cpu"
+    devices: Any = 1
+
+
 class _Config(msgspec.Struct):
     """The part of the resolved config a row reads (the trainer's devices); the rest is
     scanned, not built."""
 
-    trainer: Any = None
+    trainer: _Trainer | None = None
+
+
+class _Timings(msgspec.Struct):
+    total_s: Any = None
 
 
 class _RowFields(msgspec.Struct):
@@ -198,7 +217,7 @@ class _RowFields(msgspec.Struct):
     directions: dict[str, str]
     curve: list[dict[str, Any]]
     split_seed: msgspec.Raw
-    timings: dict[str, Any]
+    timings: _Timings
     versions: msgspec.Raw
     git: msgspec.Raw
     host: msgspec.Raw
