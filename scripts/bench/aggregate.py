@@ -12,13 +12,10 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BIN, figure, run_measured
+from benchlib import BIN, cold_and_warm, figure
 from labelbench.results.record import RunRecord
 
 STRATEGIES = [
@@ -155,16 +152,9 @@ def main() -> None:
     )
 
     cli = [str(BIN / "labelbench"), "leaderboard", str(root), "--format", "md"]
-    results, peaks = {}, {}
-    for label, clear in (("cold", True), ("warm", False)):
-        if clear:
-            shutil.rmtree(root / ".cache", ignore_errors=True)
-        with tempfile.TemporaryFile("w+") as err:
-            t, code, peak = run_measured(cli, stdout=subprocess.DEVNULL, stderr=err)
-            if code != 0:
-                err.seek(0)
-                sys.exit(f"labelbench leaderboard failed: {err.read()}")
-        results[label], peaks[label] = t, peak
+    times = cold_and_warm(cli, root)
+    results = {label: t for label, (t, _) in times.items()}
+    peaks = {label: peak for label, (_, peak) in times.items()}
     print(
         f"`labelbench leaderboard` end to end (process start, load, stats, render): "
         f"cold cache {results['cold']:.2f} s ({peaks['cold']:.0f} MB peak), warm cache "

@@ -5,8 +5,10 @@ peak memory for `make bench`."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +51,22 @@ def run_measured(cmd: Sequence[str], **popen) -> tuple[float, int, float]:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen)
     _, status, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - t, os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+
+
+def cold_and_warm(cmd: Sequence[str], store: Path) -> dict[str, tuple[float, float]]:
+    """Run a `labelbench` command over `store` twice, first without its record cache, then
+    with it: {'cold': (seconds, peak MB), 'warm': (...)}; exits with its stderr if it fails."""
+    times = {}
+    for label in ("cold", "warm"):
+        if label == "cold":
+            shutil.rmtree(store / ".cache", ignore_errors=True)
+        with tempfile.TemporaryFile("w+") as err:
+            t, code, peak = run_measured(cmd, stdout=subprocess.DEVNULL, stderr=err)
+            if code != 0:
+                err.seek(0)
+                sys.exit(f"{' '.join(cmd[1:3])} failed: {err.read()}")
+        times[label] = (t, peak)
+    return times
 
 
 def figure(name: str, target: float, measured: float, unit: str, peak_mb: float | None = None,

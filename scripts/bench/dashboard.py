@@ -21,15 +21,13 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aggregate
 
-from benchlib import BIN, figure, run_measured
+from benchlib import BIN, cold_and_warm, figure
 from labelbench.results.dashboard import page_data
 
 # Realised statistics as reveal.accounting records them, per regime of aggregate.REGIMES
@@ -125,16 +123,7 @@ def in_browser(page_path: Path, metric: str) -> dict[str, float]:
 def measure(root: Path, variant: str) -> list[dict]:
     out = root / "dashboard.html"
     cli = [str(BIN / "labelbench"), "dashboard", str(root), "--out", str(out)]
-    times = {}
-    for label, clear in (("cold", True), ("warm", False)):
-        if clear:
-            shutil.rmtree(root / ".cache", ignore_errors=True)
-        with tempfile.TemporaryFile("w+") as err:
-            t, code, peak = run_measured(cli, stdout=subprocess.DEVNULL, stderr=err)
-            if code != 0:
-                err.seek(0)
-                sys.exit(f"labelbench dashboard failed: {err.read()}")
-        times[label] = (t, peak)
+    times = cold_and_warm(cli, root)
     size = out.stat().st_size / 1e6
     data = page_data(out.read_text())
     metrics = list(data["metrics"])
