@@ -4,6 +4,7 @@ flags, bad records, the CLI, and light imports."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ from scipy.stats import rankdata, wilcoxon
 
 from conftest import run_cli
 from labelbench.results import RecordStore, RunRecord
-from labelbench.results.leaderboard import aubc, average_ranks, build_leaderboards, paired_test
+from labelbench.results.leaderboard import (
+    _pareto,
+    aubc,
+    average_ranks,
+    build_leaderboards,
+    paired_test,
+)
 from labelbench.results.render import to_csv, to_json, to_markdown, to_tex
 from labelbench.results.table import load_rows
 from test_records import make_record
@@ -389,3 +396,23 @@ def test_regime_columns_show_the_regime_with_its_setting(tmp_path):
     for want in ("symmetric", "symmetric(0.2)"):
         (only,) = boards_of(results, filters={"regime": want})
         assert {c[0] for c in only.cols} <= {"symmetric(0.2)", "symmetric(0.4)"}
+
+
+def test_pareto_sweep_equals_the_definition():
+    """The n log n sweep marks exactly the points no other point dominates (ties included)."""
+    rng = random.Random(0)
+    for direction in ("max", "min"):
+        sign = 1 if direction == "max" else -1
+        for _ in range(200):
+            n = rng.randint(1, 12)
+            costs = {((str(i),), ("c",)): [(rng.choice([1, 2, 3, 5]), rng.choice([0.1, 0.5, 0.9]))]
+                     for i in range(n)}  # fmt: skip
+            points = _pareto(costs, direction)
+            for p in points:
+                dominated = any(
+                    q.cost <= p.cost
+                    and sign * q.mean >= sign * p.mean
+                    and (q.cost < p.cost or sign * q.mean > sign * p.mean)
+                    for q in points
+                )
+                assert p.pareto == (not dominated)
