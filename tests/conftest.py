@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 BIN = Path(sys.executable).parent
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process, and per process a test starts, unless the caller
+    set OMP_NUM_THREADS: `make test` runs 2 xdist workers on 2 cores, and each worker's
+    default of one OpenMP thread per core oversubscribes them (fits measured 3x slower, two
+    whole test files 7x, on a machine under load). What tests assert does not change: the
+    suite is written and run with OMP_NUM_THREADS=1 (the house rule), and every bit-for-bit
+    comparison is between runs of one process or of one setting."""
+    threads = os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:  # already imported (a plugin): its thread pool is sized
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
 # Small and quick: synthetic data, short training. Keyed by the group option they assume;
 # tests add their own overrides after these.
 FAST = {
@@ -225,11 +238,13 @@ def assert_hidden_labels_unused(cfg: DictConfig) -> None:
     assert np.array_equal(probs[0], probs[1])
 
 
-def assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes) -> None:
+def assert_resumes_exactly(
+    cfg, choices, whole, monkeypatch, tmp_path, crashes, at: int = 40
+) -> None:
     """Run `cfg` into a fresh results folder with LabelModule.training_step raising whenever
-    `crashes(module)` holds (after 40 optimizer steps, say), check that it failed, then run
-    it again: the relaunch must resume from step 40 and end with `whole`'s metrics, bit for
-    bit (on CPU)."""
+    `crashes(module)` holds (after `at` optimizer steps, say), check that it failed, then run
+    it again: the relaunch must resume from step `at` (a checkpoint) and end with `whole`'s
+    metrics, bit for bit (on CPU)."""
     from labelbench.run import run
     from labelbench.strategies.lightning import LabelModule
 
@@ -247,7 +262,7 @@ def assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, crashes) 
     monkeypatch.setattr(LabelModule, "training_step", original)
     resumed = run(cfg, choices)
     assert resumed.status == "ok", resumed.error
-    assert resumed.metrics.pop("fit/resumed_from_step") == 40
+    assert resumed.metrics.pop("fit/resumed_from_step") == at
     expected = {k: v for k, v in whole.metrics.items() if k != "fit/resumed_from_step"}
     assert resumed.metrics == expected
 

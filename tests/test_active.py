@@ -160,7 +160,7 @@ def test_kill_9_between_rounds_then_relaunch_writes_the_uninterrupted_record(tmp
     """A real SIGKILL of `labelbench-run` once two rounds are saved (before the run could
     finish: no record); the relaunch resumes from the saved round and ends with the
     uninterrupted record. The uninterrupted run and the relaunch go through the entry point
-    in this process (run_here); test_resume.py relaunches killed console scripts."""
+    in this process (run_here), as test_resume.py's relaunches of killed console scripts."""
     import signal
     import subprocess
     import time

@@ -5,6 +5,7 @@ The real SLURM sweep is tests/test_slurm.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -186,8 +187,10 @@ def test_single_run_with_slurm_launcher_runs_here_and_says_so(tmp_path, monkeypa
 
 
 def test_joblib_sweep_runs_two_workers_and_both_records_land(tmp_path):
+    """The submitting process in this process (run_here: the real console script's sweeps
+    are test_resume's), its jobs in two joblib workers."""
     results = tmp_path / "results"
-    proc = run_cli(
+    proc = run_here(
         "labelbench-run",
         "-m",
         "launcher=joblib",
@@ -203,7 +206,8 @@ def test_joblib_sweep_runs_two_workers_and_both_records_land(tmp_path):
     got = records(results)
     assert sorted((r["status"], r["seed"]) for r in got) == [("ok", 0), ("ok", 1)]
     assert "sweep: 2 runs: ok 2, failed 0, skipped 0" in out
-    assert len({r["host"]["pid"] for r in got}) == 2  # two worker processes, not this one
+    pids = {r["host"]["pid"] for r in got}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes, not this one
 
 
 def test_joblib_sweep_counts_worker_outcomes_and_fails_on_an_invalid_run(tmp_path):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 
 import pytest
 import torch
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, run_here
 from labelbench import cli, presets
 from labelbench.config import run_key
 from labelbench.data.standin import SHAPES, standin_overrides
@@ -170,8 +171,20 @@ def test_reproduce_runs_a_twin_and_writes_its_page_beside_published_numbers(
     assert "· pub 0.990" in text and "⚑" in text  # ours is far below 0.99 after 20 steps
     assert f"--published {published / 'repro_ssl_digits.csv'}" in text
     before = records[0].stat().st_mtime_ns
+    # The second call's sweep: the same labelbench-run entry point in this process (run_here;
+    # the first call launched the real console script), without a second torch import.
+    real_run, swept = subprocess.run, []
+
+    def sweep_here(cmd, **kwargs):
+        if not str(cmd[0]).endswith("labelbench-run"):
+            return real_run(cmd, **kwargs)
+        swept.append(cmd)
+        return run_here("labelbench-run", *cmd[1:], cwd=kwargs["cwd"])
+
+    monkeypatch.setattr(subprocess, "run", sweep_here)
     assert cli.main(args) == 0  # resumes: the recorded run is skipped, the page rewritten
-    assert records[0].stat().st_mtime_ns == before
+    assert len(swept) == 1 and records[0].stat().st_mtime_ns == before
+    assert page.read_text() == text  # the same table, the recorded run's
     capsys.readouterr()
 
 

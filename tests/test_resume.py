@@ -90,7 +90,9 @@ def test_kill_9_mid_run_then_relaunch_resumes(tmp_path):
     proc.wait()
     assert not list((results / "runs").glob("*.json")) if (results / "runs").exists() else True
 
-    again = run_cli("labelbench-run", *SLOW_RUN, f"paths.results_dir={results}", cwd=tmp_path)
+    # The relaunch through the entry point in this process (run_here): what is under test is
+    # what the killed process left behind, and the real console script was the one killed.
+    again = run_here("labelbench-run", *SLOW_RUN, f"paths.results_dir={results}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     (path,) = (results / "runs").glob("*.json")
     record = json.loads(path.read_text())
@@ -111,7 +113,7 @@ def test_kill_9_of_the_sweep_then_relaunch_runs_only_what_is_missing(tmp_path):
     assert 1 <= len(before) < 4
 
     # The relaunch through the entry point in this process (the killed sweep was the real
-    # console script; test_kill_9_mid_run_then_relaunch_resumes relaunches one for real).
+    # console script; so in test_kill_9_mid_run_then_relaunch_resumes).
     again = run_here("labelbench-run", *sweep[1:], cwd=tmp_path)
     out = again.stdout + again.stderr
     assert again.returncode == 0, out

@@ -46,6 +46,8 @@ EARLY = {
     "label_propagation": [],
 }
 SYNTHETIC = ["dataset=synthetic", "dataset.n_samples=400", "budget.total=40", "logger=none"]
+# Which items a run reveals is settled before any training: a few steps do for tests of that.
+FEW_STEPS = ["strategy.max_steps=10", "strategy.eval_every=5"]
 ERROR_PREFIX = "labelbench-run: error:"
 
 
@@ -77,8 +79,10 @@ def test_runs_end_to_end_on_synthetic(strategy, compose_fast, tmp_path):
 
 
 def test_include_labeled_switch(compose_fast):
-    on = run(*compose_fast(*_overrides("fixmatch"), fast=False))
-    off = run(*compose_fast(*_overrides("fixmatch", "strategy.include_labeled=false"), fast=False))
+    on = run(*compose_fast(*_overrides("fixmatch", *FEW_STEPS), fast=False))
+    off = run(*compose_fast(
+        *_overrides("fixmatch", "strategy.include_labeled=false", *FEW_STEPS), fast=False
+    ))  # fmt: skip
     assert on.metrics["fit/unlabeled"] == off.metrics["fit/unlabeled"] + 40
     assert on.labels["indices"] == off.labels["indices"]
 
@@ -110,9 +114,10 @@ def test_fixmatch_on_digit_images_augments_what_the_network_sees(model, views, c
 
 def test_ssl_sees_the_revealed_items_supervised_sees(compose_fast):
     common = ["budget.total=30", "seed=3"]
-    supervised = run(*compose_fast(*SYNTHETIC, "strategy=supervised", *SHORT, *common, fast=False))
+    supervised = run(*compose_fast(*SYNTHETIC, "strategy=supervised", *FEW_STEPS, *common,
+                                   fast=False))  # fmt: skip
     for strategy in ("fixmatch", "label_propagation"):
-        other = run(*compose_fast(*_overrides(strategy, *common), fast=False))
+        other = run(*compose_fast(*_overrides(strategy, *common, *FEW_STEPS), fast=False))
         assert other.labels["indices"] == supervised.labels["indices"]
 
 

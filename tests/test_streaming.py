@@ -46,8 +46,9 @@ def test_streaming_and_memory_paths_reveal_the_same_labels_and_agree(
     records = {}
     for path in ("memory", "stream"):
         cfg, choices = folder_run(
-            compose_fast, folder, f"strategy={strategy}", f"loader.path={path}"
-        )
+            compose_fast, folder, f"strategy={strategy}", f"loader.path={path}",
+            *(SMALL_SSL if strategy == "fixmatch" else ()),
+        )  # fmt: skip
         records[path] = run(cfg, choices)
         assert records[path].status == "ok", records[path].error
     memory, stream = records["memory"], records["stream"]
@@ -104,16 +105,21 @@ def test_a_corrupt_file_is_refused_before_training_naming_it(compose_fast, tmp_p
 
 
 def test_streamed_fit_resumes_mid_epoch_exactly(compose_fast, folder, monkeypatch, tmp_path):
-    """12 labels in batches of 8 and 320 unlabeled per step: step 40 is inside a pass of
-    both feeds, with batches prefetched by the workers beyond it."""
+    """12 labels in batches of 8 and 16 unlabeled of the 100 per step: step 20 (20 x 8 =
+    13 x 12 + 4 labeled, 20 x 16 = 3 x 100 + 20 unlabeled) is inside a pass of both feeds,
+    right after a validation, with batches prefetched by the workers beyond it."""
     cfg, choices = folder_run(
         compose_fast, folder, "strategy=fixmatch", "loader.path=stream",
-        "strategy.batch_size=8", "strategy.mu=2", "checkpoint.every_steps=20",
-        "strategy.patience=0", "loader.workers=2",
+        "strategy.batch_size=8", "strategy.mu=2", "strategy.max_steps=30",
+        "strategy.eval_every=10", "checkpoint.every_steps=10", "strategy.patience=0",
+        "loader.workers=2",
     )  # fmt: skip
     whole = run(cfg, choices)
     assert whole.status == "ok", whole.error
-    assert_resumes_exactly(cfg, choices, whole, monkeypatch, tmp_path, lambda m: m.steps_done == 40)
+    assert whole.metrics["fit/unlabeled"] == 100  # the pass lengths the docstring counts
+    assert_resumes_exactly(
+        cfg, choices, whole, monkeypatch, tmp_path, lambda m: m.steps_done == 20, at=20
+    )
 
 
 # -- the pieces ----------------------------------------------------------------------------
@@ -176,6 +182,11 @@ def test_a_feed_checkpoints_the_batch_consumed_not_those_prefetched(lazy):
             resumed.close()  # paused (as for validation): what the workers read ahead is dropped
         (pick, x), (ref_pick, ref_x) = next(resumed), next(reference)
         assert torch.equal(pick, ref_pick) and torch.equal(x, ref_x)
+    # Stop the workers now: left to the garbage collector (which, not the end of this test,
+    # frees these feeds), their shut-down waited out torch's 5 s join timeout per worker,
+    # 20 s in whichever later test the collection fell.
+    streamed.close()
+    resumed.close()
 
 
 def test_batched_input_passes_equal_one_shot_reads(lazy):
