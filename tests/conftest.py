@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -78,6 +79,19 @@ def compose_fast(tmp_path):
         )
 
     return _compose
+
+
+HEAVY = ("torch", "lightning", "pytorch_lightning", "pandas", "scipy", "plotly", "matplotlib")
+
+
+def heavy_imports(code: str) -> list[str]:
+    """The heavy modules (HEAVY) a fresh interpreter has imported after running `code`."""
+    probe = (
+        f"{code}\nimport json, sys\nprint(json.dumps(sorted(set({HEAVY!r}) & set(sys.modules))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_cli(

@@ -7,13 +7,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, run_here
+from conftest import heavy_imports, run_cli, run_here
 from labelbench.results import RecordStore, RunRecord
 from labelbench.results.dashboard import (
     ConfigCache,
@@ -513,11 +511,4 @@ def test_large_pages_compress_and_draw_as_they_are_scrolled_to(store, tmp_path):
 
 
 def test_dashboard_imports_stay_light():
-    code = (
-        "import sys, labelbench.results.dashboard\n"
-        "heavy = {'torch', 'lightning', 'pytorch_lightning', 'pandas', 'scipy', 'plotly', 'matplotlib'}\n"
-        "print(sorted(heavy & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert heavy_imports("import labelbench.results.dashboard") == []
