@@ -294,8 +294,8 @@ def dashboard_data(
                 if failed:
                     fails[k] = failed
                 cpu_s, gpu_s = compute_seconds(cell_runs)
-                cpu.append(round(cpu_s))
-                gpu.append(round(gpu_s))
+                cpu.append(round(cpu_s, 1))  # a knn run takes well under a second
+                gpu.append(round(gpu_s, 1))
                 for r in cell_runs:
                     if r["path"] not in index:
                         index[r["path"]] = len(runs)
