@@ -337,6 +337,17 @@ def _figure(nrows: int, ncols: int, legend_entries: Sequence[str], sharey: str |
     return fig, axes, width
 
 
+def _shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of a full-width grid of n panels: MAX_COLS a row, four as 2 x 2."""
+    ncols = min(n, MAX_COLS if n != 4 else 2)
+    return -(-n // ncols), ncols
+
+
+def _hide_unused(flat: Sequence[Any], used: int) -> None:
+    for ax in flat[used:]:
+        ax.set_axis_off()
+
+
 def _panels(boards: Sequence[Leaderboard]) -> list[tuple[Leaderboard, tuple[str, ...]]]:
     return [(lb, g) for lb in boards for g in lb.groups]
 
@@ -355,9 +366,7 @@ def draw_curves(boards, rows, style):
     ]
     if not panels:
         raise PlotError(_no_curves(boards))
-    ncols = min(len(panels), MAX_COLS if len(panels) != 4 else 2)
-    nrows = -(-len(panels) // ncols)
-    fig, axes, width = _figure(nrows, ncols, _names_in(boards, rows))
+    fig, axes, width = _figure(*_shape(len(panels)), _names_in(boards, rows))
     handles: dict[str, tuple[int, Any]] = {}
     with_scope = len({_scope_text(lb) for lb, _ in panels}) > 1
     flat = [ax for row in axes for ax in row]
@@ -367,8 +376,7 @@ def draw_curves(boards, rows, style):
             ax.set_title(_title(lb, group, with_scope))
         ax.set_xlabel("labels")
         ax.set_ylabel(_metric_label(lb))
-    for ax in flat[len(panels) :]:
-        ax.set_axis_off()
+    _hide_unused(flat, len(panels))
     _legend(fig, handles, width)
     return fig
 
@@ -410,8 +418,7 @@ def draw_grid(boards, rows, style):
     for i in drawn:  # the x label under each column's lowest panel
         if not any(j in drawn for j in range(i + ncols, len(cells), ncols)):
             flat[i].set_xlabel("labels")
-    for ax in flat[len(cells) :]:
-        ax.set_axis_off()
+    _hide_unused(flat, len(cells))
     _legend(fig, handles, width)
     return fig
 
@@ -424,9 +431,7 @@ def draw_pareto(boards, rows, style):
             "no label costs to plot: no ok run of the shown rows records labels.cost"
             " with the metric"
         )
-    ncols = min(len(shown), MAX_COLS if len(shown) != 4 else 2)
-    nrows = -(-len(shown) // ncols)
-    fig, axes, width = _figure(nrows, ncols, [*_names_in(shown, rows), "Pareto front"])
+    fig, axes, width = _figure(*_shape(len(shown)), [*_names_in(shown, rows), "Pareto front"])
     flat = [ax for row in axes for ax in row]
     handles: dict[str, tuple[int, Any]] = {}
     for ax, lb in zip(flat, shown, strict=False):
@@ -435,8 +440,7 @@ def draw_pareto(boards, rows, style):
             ax.set_title(_scope_text(lb))
         ax.set_xlabel("label cost")
         ax.set_ylabel(_metric_label(lb))
-    for ax in flat[len(shown) :]:
-        ax.set_axis_off()
+    _hide_unused(flat, len(shown))
     _legend(fig, handles, width)
     return fig
 
