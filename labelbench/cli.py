@@ -239,6 +239,53 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         raise RunsFailed(f"{args.preset}: some runs failed (exit codes {codes}); see the page")
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    """`labelbench-run -m hydra/sweeper=tune ...`, in this process (its exit code is ours)."""
+    from labelbench.run import main as run_main
+
+    sys.argv = ["labelbench-run", "-m", "hydra/sweeper=tune", *args.overrides]
+    run_main()
+
+
+# Kept here, not read from labelbench.tune: `labelbench --help` stays light.
+TUNE_SETTINGS = {
+    "trials": "trials per study, the same for every method (default 20)",
+    "seeds": "evaluation seeds the best settings re-run on (default [0,1,2])",
+    "untuned": "also run the default settings on those seeds and labels (default true)",
+    "objective": "a validation metric: val/acc (default), val/nll, val/macro_f1 ...",
+    "sampler": "tpe (default) or random; seeded by hydra.sweeper.seed (default 0)",
+    "parallel": "trials launched together per study, e.g. on SLURM (default 1)",
+    "val_paid": "validation labels come out of the label budget (default true)",
+    "space": "a search-space file (default: conf/search/<strategy>.yaml)",
+}
+
+
+def _add_tune_parser(sub) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="tune hyper-parameters on validation labels only, the same number of trials for"
+        " every method, then re-run the best settings over the seeds",
+        description="labelbench-run -m hydra/sweeper=tune OVERRIDES: one study per cell of the\n"
+        "sweep (strategy=supervised,fixmatch: two), each N trials drawn by a seeded sampler from\n"
+        "conf/search/<strategy>.yaml and scored on the run's validation labels (paid from the\n"
+        "budget by default; the test split is never read). The best trial's settings then run\n"
+        "over the evaluation seeds as '<strategy>[tuned]' rows, which the leaderboard shows\n"
+        "with the tuning cost. Trials are records: rerun the same command to resume.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="settings (hydra.sweeper.KEY=VALUE):\n"
+        + "\n".join(f"  {k:10} {v}" for k, v in TUNE_SETTINGS.items())
+        + "\n\nexample:\n  labelbench tune strategy=supervised,fixmatch budget.total=40"
+        " hydra.sweeper.trials=20 launcher=slurm",
+    )
+    p.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        metavar="KEY=VALUE",
+        help="labelbench-run overrides: the cells (lists sweep them), the launcher, settings",
+    )
+    p.set_defaults(func=cmd_tune)
+
+
 def _add_board_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "results_dir", nargs="?", default="results", help="folder holding runs/ (default: results)"
@@ -407,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="FILE", help="the page (default: results/reproduce/PRESET.md)")
     p.set_defaults(func=cmd_reproduce)
+    _add_tune_parser(sub)
     return parser
 
 

@@ -146,6 +146,18 @@ class LoaderConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Where a run stands in hyper-parameter tuning (`labelbench tune`, labelbench/tune.py);
+    all null for an ordinary run. A trial: `study` and `trial` set; it is scored on the
+    validation labels only (no test metric is computed). A tuned run (the best trial's
+    settings re-run over an evaluation seed): `study` and `trials` set."""
+
+    study: str | None = None  # the study's id: '<strategy>-<8 hex digits>'
+    trial: int | None = None  # the trial's number in its study, from 0
+    trials: int | None = None  # a tuned run: the trials its settings were chosen from
+
+
+@dataclass
 class RunConfig:
     """Top-level schema. Component nodes are `_target_` dictionaries (see module docstring)."""
 
@@ -164,6 +176,7 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 COMPONENT_GROUPS = ("dataset", "regime", "budget", "strategy", "model", "trainer")
@@ -303,6 +316,9 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(resolved, dict)
     drop = NON_IDENTITY_KEYS if trains_network(cfg) else (*NON_IDENTITY_KEYS, "model")
+    if not any((resolved.get("tune") or {}).values()):
+        # outside tuning: the key the run had before `tune` existed, so stores still resume
+        drop = (*drop, "tune")
     return {k: v for k, v in resolved.items() if k not in drop}
 
 

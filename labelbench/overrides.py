@@ -33,6 +33,7 @@ from labelbench.config import ConfigError
 PREFIX = "labelbench-run: error:"
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+TUNE_SWEEPER = "hydra_plugins.labelbench_tune.tune_sweeper.TuneSweeper"
 # Beyond this many group combinations a sweep is checked value by value (each option of
 # each swept group once, the other groups at their first value) rather than in full.
 MAX_COMBINATIONS = 256
@@ -264,7 +265,9 @@ def check_sweep(composer: Composer, overrides: Sequence[str]) -> int:
     parser = OverridesParser.create(config_loader=_GroupLister(composer))  # type: ignore[arg-type]
     head = check_run(composer, _first_values(parser, overrides, composer))
     sweeper = head.hydra.get("sweeper") or {}
-    params = (sweeper.get("params") or {}) if sweeper.get("_target_") == BASIC_SWEEPER else {}
+    # the basic sweeper's grid, or the cells the tuning sweeper makes studies of
+    takes_params = sweeper.get("_target_") in (BASIC_SWEEPER, TUNE_SWEEPER)
+    params = (sweeper.get("params") or {}) if takes_params else {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
     slots = _slots(parser, lines, composer)
     groups = set(head.choices)

@@ -211,14 +211,15 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     metrics: dict[str, float] = {}
     error = None
     curve = Curve(checkpoint.dir if rounds else None)
+    # A tuning trial is scored on the validation labels the strategy had (as observed, and
+    # paid for when the budget says so); the test split's labels are not read at all.
+    items, truth, split = held_out(cfg, task, pool)
     try:
         from labelbench.metrics import classification_metrics
 
-        test = task.split.test
-
         def score(predictor) -> dict[str, float]:
-            proba = predictor.predict_proba(task.x[test])
-            return classification_metrics(proba, task.y[test], task.num_classes)
+            proba = predictor.predict_proba(task.x[items])
+            return classification_metrics(proba, truth(), task.num_classes, f"{split}/")
 
         t_fit = time.perf_counter()
         if rounds:  # the run scores every round itself: the strategy never sees the test split
@@ -242,7 +243,7 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
         last = getattr(predictor, "last", None)  # the final weights, when others were selected
         if last is not None:
             metrics.update(
-                {f"test_last/{k.removeprefix('test/')}": v for k, v in score(last).items()}
+                {f"{split}_last/{k.removeprefix(f'{split}/')}": v for k, v in score(last).items()}
             )
         metrics.update({f"fit/{k}": float(v) for k, v in predictor.fit_info.items()})
         timings["eval_s"] = time.perf_counter() - t_eval
@@ -271,6 +272,8 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     if parts.strategy.upper_bound:
         names["strategy"] += "[oracle]"
         labels["upper_bound"] = True
+    if cfg.tune.trials is not None:  # the best settings of a tuning study, re-run
+        names["strategy"] += "[tuned]"
     record = RunRecord(
         run_key=key,
         status="failed" if error else "ok",
@@ -297,6 +300,25 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     if record.status == "ok" and not cfg.checkpoint.keep:
         shutil.rmtree(checkpoint.dir, ignore_errors=True)  # a failed run keeps it to resume from
     return record
+
+
+def held_out(cfg: DictConfig, task: Any, pool: Any) -> tuple[Any, Any, str]:
+    """(dataset indices, a function giving their labels, split name) of what the run is
+    scored on: the test split against the truth, or, for a tuning trial (`tune.trial`
+    set), the validation items the strategy got, against their observed labels. Raises
+    ConfigError for a trial without validation labels."""
+    if cfg.tune.trial is None:
+        test = task.split.test
+        return test, lambda: task.y[test], "test"
+    labeled = pool.val_labels >= 0  # an item whose annotators all abstained says nothing
+    if not labeled.any():
+        raise ConfigError(
+            "tune.trial: a tuning trial is scored on validation labels and this run has none"
+            f" (dataset.val_fraction={cfg.dataset.get('val_fraction', '?')}); tuning needs a"
+            " validation split"
+        )
+    val_labels = pool.val_labels[labeled]
+    return pool.val_indices[labeled], lambda: val_labels, "val"
 
 
 def placed(task: Any, cfg: DictConfig) -> Any:
@@ -392,16 +414,15 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     if record is None:
         return "helper"  # a DDP process other than rank 0: rank 0 reports the run
     budget = f"{names['budget']}:{record.labels['budget']}"
+    shown = "val/acc" if cfg.tune.trial is not None else "test/acc"
     summary = (
-        f"test/acc={record.metrics['test/acc']:.4f}"
-        if record.status == "ok"
-        else record.error["message"]
+        f"{shown}={record.metrics[shown]:.4f}" if record.status == "ok" else record.error["message"]
     )
     log.info(
         "%s %s %s (%s, %.1f s): %s",
         record.status,
         key,
-        describe({**names, "budget": budget}, cfg),
+        describe({**record.choices, "budget": budget}, cfg),
         f"{record.labels['count']} labels",
         record.timings["total_s"],
         summary,

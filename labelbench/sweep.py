@@ -25,12 +25,16 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from labelbench.overrides import BASIC_SWEEPER
 from labelbench.results.atomic import atomic_write
 
 log = logging.getLogger("labelbench")
 
 OUTCOME_FILE = "labelbench-outcome.json"
 KINDS = ("ok", "failed", "skipped", "invalid")
+# A tuning trial that failed (diverged, ran out of memory ...) is a result of the study,
+# which goes on without it: counted apart, it does not fail the sweep.
+FAILED_TRIAL = "failed trial"
 
 
 def write_outcome(output_dir: str | os.PathLike, outcome: str, sweep_id: str) -> None:
@@ -41,9 +45,12 @@ def write_outcome(output_dir: str | os.PathLike, outcome: str, sweep_id: str) ->
 
 def count_jobs(config: DictConfig) -> int | None:
     """Jobs in this sweep: the product of the sweep sizes of the command-line overrides and
-    `hydra.sweeper.params` (the command line wins on a shared key). None if unknown."""
+    `hydra.sweeper.params` (the command line wins on a shared key). None if unknown (the
+    tuning sweeper decides its trials as it goes)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
     try:
         parser = OverridesParser.create()
         cli = parser.parse_overrides(list(config.hydra.overrides.task))
@@ -105,6 +112,8 @@ class SweepSummary(Callback):
             return
         ok = job_return.status == JobStatus.COMPLETED
         outcome = job_return.return_value if ok else "crashed"
+        if outcome == "failed" and config.get("tune", {}).get("trial") is not None:
+            outcome = FAILED_TRIAL
         if outcome != "helper":
             write_outcome(config.hydra.runtime.output_dir, outcome, self.sweep_id)
 
@@ -126,6 +135,8 @@ class SweepSummary(Callback):
         done = sum(counts.values())
         of = f"/{self.total}" if self.total else ""
         kinds = ", ".join(f"{k} {counts[k]}" for k in KINDS)
+        if counts[FAILED_TRIAL]:
+            kinds += f", {FAILED_TRIAL}s {counts[FAILED_TRIAL]}"
         line = f"sweep: {done}{of} done ({kinds})"
         if self.total and 0 < done < self.total:
             elapsed = time.time() - self.started
@@ -149,6 +160,8 @@ class SweepSummary(Callback):
         kinds = ", ".join(f"{k} {counts[k]}" for k in KINDS[:3]) + (
             f", invalid {counts['invalid']}" if counts["invalid"] else ""
         )
+        if counts[FAILED_TRIAL]:
+            kinds += f", {FAILED_TRIAL}s {counts[FAILED_TRIAL]}"
         if counts["crashed"]:
             kinds += f", crashed {counts['crashed']}"
         if missing > 0:
