@@ -72,7 +72,7 @@ def metrics_with_direction(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The metrics some ok row carries with a direction ('max'/'min'), sorted."""
     seen: set[str] = set()
     for r in rows:
-        if r["status"] == "ok":
+        if r["status"] == "ok" and r.get("trial") is None:  # a trial is in no board
             seen.update(r["directions"])
     return sorted(seen)
 
@@ -414,7 +414,9 @@ def _board_stats(lb: Leaderboard) -> dict[str, Any]:
     at = {(rk, ck): i * nc + j for i, rk in enumerate(lb.rows) for j, ck in enumerate(lb.cols)}
     out: dict[str, Any] = {
         "title": render.title(lb),
-        "legend": render.legend(lb),
+        "legend": "; ".join(
+            [render.legend(lb), *(f"Tuning cost of {t}" for t in render.tuning_lines(lb))]
+        ),
         "warn": lb.warnings,
         "m": [_q(m) for m in means],
         "s": _column([_q(c.std) for c in cells]),

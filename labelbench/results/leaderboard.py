@@ -283,6 +283,25 @@ class CostPoint:
 
 
 @dataclass
+class Tuning:
+    """What choosing the hyper-parameters of one cell's tuned runs cost: the trial records of
+    their studies (config.tune.study) among the loaded rows, the trials numbered below the
+    planned count (a study may have gone on after its best was picked)."""
+
+    studies: tuple[str, ...]
+    planned: int | None  # trials the studies had when their best was picked (summed)
+    trials: int = 0  # distinct trials with a record, ok or failed
+    failed: int = 0  # trials with no ok record
+    fit_s: float = 0.0  # timings.fit_s of those trials' records, summed
+    device_s: float = 0.0  # their cpu_s + gpu_s (total_s times devices), summed
+
+    @property
+    def missing(self) -> int:
+        """Planned trials without a record in the loaded rows."""
+        return max(self.planned - self.trials, 0) if self.planned is not None else 0
+
+
+@dataclass
 class Leaderboard:
     """One table: rows x columns of cells within fixed values of the other fields."""
 
@@ -313,6 +332,8 @@ class Leaderboard:
     published: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] | None = field(
         default=None, repr=False
     )
+    # (row key, col key) -> the tuning cost of a cell of tuned runs; empty: none tuned
+    tuning: dict[tuple[tuple[str, ...], tuple[str, ...]], Tuning] = field(default_factory=dict)
 
     def cell(self, row: tuple[str, ...], col: tuple[str, ...]) -> Cell:
         return self.cells.get((row, col)) or Cell()
@@ -403,7 +424,9 @@ def build_leaderboards(
     records' resolved configs ('strategy.max_steps'), read (with `read_configs`, from the
     rows' record files by default) only when asked for, and only for the rows still in play.
     `baseline` names a row (its fields joined by '/') for paired comparisons; it is ignored
-    in tables that lack it. Raises LeaderboardError for unknown keys or metrics."""
+    in tables that lack it. The rows of tuning trials (row['trial'] set) are placed in no
+    cell: they are the cost of the tuned rows (Leaderboard.tuning), found among all `rows`
+    whatever the filters. Raises LeaderboardError for unknown keys or metrics."""
     row_fields, col_fields = tuple(row_fields), tuple(col_fields)
     if set(row_fields) & set(col_fields) or not row_fields or not col_fields:
         raise LeaderboardError(
@@ -411,6 +434,11 @@ def build_leaderboards(
         )
     if read_configs is None:
         from labelbench.results.table import load_configs as read_configs
+    # Before any filter: `--filter strategy=fixmatch[tuned]` drops the trials (strategy
+    # 'fixmatch'), yet they are what its rows cost.
+    trials = _trials_by_study(rows)
+    if trials:
+        rows = [r for r in rows if r.get("trial") is None]
     filters = dict(filters or {})
     field_filters = {k: v for k, v in filters.items() if is_field(k)}
     if field_filters:
@@ -448,7 +476,88 @@ def build_leaderboards(
         for scope, group in sorted(by_scope.items())
     ]
     _explain_duplicates(built, read_configs)
-    return [lb for lb, _ in built]
+    boards = [lb for lb, _ in built]
+    if any(r.get("study") is not None for r in rows):
+        for lb in boards:
+            lb.tuning = _tuning(lb.entries, trials)
+            lb.warnings += _tuning_warnings(lb)
+    return boards
+
+
+def _trials_by_study(rows: Iterable[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """{study id: {trial number: its records' rows}} of the trial rows."""
+    out: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if (n := r.get("trial")) is not None:
+            out[r["study"]][n].append(r)
+    return out
+
+
+def _tuning(
+    entries: Iterable[tuple], trials: dict[str, dict[int, list[dict[str, Any]]]]
+) -> dict[tuple, Tuning]:
+    """The Tuning of each cell with tuned runs: their studies' trials, counted once each."""
+    planned: dict[tuple, dict[str, int | None]] = defaultdict(dict)
+    for rk, ck, r in entries:
+        if (study := r.get("study")) is not None:
+            # runs of one study re-picked after more trials: the latest (largest) count
+            known = [
+                n for n in (planned[(rk, ck)].get(study), r.get("tuned_trials")) if n is not None
+            ]
+            planned[(rk, ck)][study] = max(known) if known else None
+    out = {}
+    for key, studies in planned.items():
+        t = Tuning(studies=tuple(sorted(studies)), planned=None)
+        for study, n_planned in sorted(studies.items()):
+            if n_planned is not None:
+                t.planned = (t.planned or 0) + n_planned
+            for number, records in trials.get(study, {}).items():
+                if n_planned is not None and number >= n_planned:
+                    continue
+                t.trials += 1
+                t.failed += all(r["status"] != "ok" for r in records)
+                # every record's time counts: a failed attempt and its rerun were both spent
+                t.fit_s += math.fsum(r["fit_s"] for r in records if r.get("fit_s") is not None)
+                t.device_s += math.fsum(
+                    r["cpu_s"] + r["gpu_s"] for r in records if r.get("cpu_s") is not None
+                )
+        out[key] = t
+    return out
+
+
+def _tuning_warnings(lb: Leaderboard) -> list[str]:
+    """Where tuning makes a comparison unequal (tuned rows of one column with different
+    trial budgets) or its cost understated (trial records missing from the store)."""
+    out = []
+    by_text: dict[str, list[str]] = defaultdict(list)  # the differing budgets -> columns
+    for ck in lb.cols:
+        tuned = [
+            (lb.row_name(rk), t.planned)
+            for rk in lb.rows
+            if (t := lb.tuning.get((rk, ck))) is not None and t.planned is not None
+        ]
+        if len({n for _, n in tuned}) > 1:
+            by_text[", ".join(f"{name} {n} trials" for name, n in tuned)].append(" ".join(ck))
+    for text, cols in by_text.items():
+        more = f" and {len(cols) - SHOW_ROWS} more" if len(cols) > SHOW_ROWS else ""
+        out.append(
+            f"tuning budgets differ in {', '.join(cols[:SHOW_ROWS])}{more}: {text} — an unequal"
+            " comparison; tune every row with the same number of trials"
+        )
+    short = [
+        f"{lb.row_name(rk)} @ {' '.join(ck)}, {'studies' if len(t.studies) > 1 else 'study'}"
+        f" {', '.join(t.studies)}: {t.trials} of {t.planned} trial records in this store"
+        for rk in lb.rows
+        for ck in lb.cols
+        if (t := lb.tuning.get((rk, ck))) is not None and t.missing
+    ]
+    if short:
+        more = f" and {len(short) - SHOW_ROWS} more" if len(short) > SHOW_ROWS else ""
+        out.append(
+            f"{'; '.join(short[:SHOW_ROWS])}{more}: the tuning cost shown counts only the trials"
+            " found; load the store that holds the studies' trial records"
+        )
+    return out
 
 
 def _place_model_free(by_scope: dict[tuple[str, ...], list[tuple]], m: int) -> None:

@@ -15,6 +15,7 @@ from labelbench.results.leaderboard import (
     SHOW_KEYS,
     Cell,
     Leaderboard,
+    Tuning,
     fmt,
     natural,
 )
@@ -68,6 +69,11 @@ def legend(lb: Leaderboard) -> str:
             parts.append(
                 f"→target: fewest labels within 1 point of {lb.row_name(lb.baseline)} at its largest budget"
             )
+    if lb.tuning:
+        parts.append(
+            "[tuned]: hyper-parameters chosen by a study of trials on the validation labels, then"
+            " run over the seeds; what the trials took is under Tuning cost"
+        )
     if lb.model_free_rows:
         parts.append(
             f"(model {NO_MODEL}): a strategy that trains no network; its runs do not depend on the"
@@ -114,6 +120,39 @@ def published_line(lb: Leaderboard) -> str | None:
         + (f" ({unrun} more without an ok run)" if unrun else "")
         + f", {outside} outside tolerance; sources: {'; '.join(sources[:SHOW_SOURCES])}{more}"
     )
+
+
+def _duration(seconds: float, unit: str = "") -> str:
+    """'4.2 s', '312 s', '2.8 h' (from 10000 s); `unit` goes before the s or h ('device-')."""
+    if seconds >= 10_000:
+        return f"{seconds / 3600:.1f} {unit}h"
+    return f"{seconds:.{1 if seconds < 10 else 0}f} {unit}s"
+
+
+def tuning_text(t: Tuning) -> str:
+    """'study fixmatch-3f2a9c01, 20 trials (1 failed), 312 s fitting, 340 device-s'; '12 of
+    20 trials' where trial records are missing."""
+    counted = (
+        f"{t.trials} of {t.planned} trials"
+        if t.planned is not None and t.trials != t.planned
+        else f"{t.trials} trial{'' if t.trials == 1 else 's'}"
+    )
+    return (
+        f"{'studies' if len(t.studies) > 1 else 'study'} {', '.join(t.studies)}, {counted}"
+        + (f" ({t.failed} failed)" if t.failed else "")
+        + f", {_duration(t.fit_s)} fitting, {_duration(t.device_s, 'device-')}"
+    )
+
+
+def tuning_lines(lb: Leaderboard) -> list[str]:
+    """'fixmatch[tuned] @ clean 40: study ..., 20 trials ...', one per cell of tuned runs,
+    row by row; none for a board without tuned runs."""
+    return [
+        f"{lb.row_name(rk)} @ {_key(ck)}: {tuning_text(t)}"
+        for rk in lb.rows
+        for ck in lb.cols
+        if (t := lb.tuning.get((rk, ck))) is not None
+    ]
 
 
 def not_run_lines(not_run: Sequence[Published]) -> list[str]:
@@ -217,6 +256,8 @@ def to_markdown(
         out += [f"### {title(lb)}", "", *_md_table(head, body), "", legend(lb), ""]
         if (line := published_line(lb)) is not None:
             out += [line, ""]
+        if lb.tuning:
+            out += ["Tuning cost:", *(f"- {t}" for t in tuning_lines(lb)), ""]
         if lb.warnings:
             out += ["Warnings:", *(f"- {w}" for w in lb.warnings), ""]
         pareto = [p for p in lb.costs if p.pareto]
@@ -250,6 +291,18 @@ CSV_COLUMNS = [
 PUBLISHED_COLUMNS = [
     "published", "published_spread", "published_delta", "outside_tolerance", "published_source",
 ]  # fmt: skip
+# last, where some cell holds tuned runs: their studies' trials (empty for other cells)
+TUNING_COLUMNS = [
+    "tuning_studies", "tuning_planned", "tuning_trials", "tuning_failed", "tuning_fit_s",
+    "tuning_device_s",
+]  # fmt: skip
+
+
+def _tuning_values(t: Tuning | None) -> list:
+    if t is None:
+        return [""] * len(TUNING_COLUMNS)
+    planned = "" if t.planned is None else t.planned
+    return [" ".join(t.studies), planned, t.trials, t.failed, _num(t.fit_s), _num(t.device_s)]
 
 
 def _published_values(c: Comparison | None) -> list:
@@ -262,12 +315,17 @@ def _published_values(c: Comparison | None) -> list:
 
 def to_csv(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
     """Long format: one line per cell, with the row's rank and efficiency repeated; the
-    PUBLISHED_COLUMNS too where published values were compared. `not_run` is not listed
-    here (one line per cell shown)."""
+    PUBLISHED_COLUMNS too where published values were compared, the TUNING_COLUMNS where a
+    cell holds tuned runs. `not_run` is not listed here (one line per cell shown)."""
     with_published = any(lb.published is not None for lb in boards)
+    with_tuning = any(lb.tuning for lb in boards)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + PUBLISHED_COLUMNS if with_published else CSV_COLUMNS)
+    writer.writerow(
+        CSV_COLUMNS
+        + (PUBLISHED_COLUMNS if with_published else [])
+        + (TUNING_COLUMNS if with_tuning else [])
+    )
     for lb in boards:
         scope = " ".join(f"{k}={v}" for k, v in lb.scope.items())
         costs = {(p.row, p.col): p for p in lb.costs}
@@ -290,7 +348,7 @@ def to_csv(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
                 cost = costs.get((rk, ck))
                 extra = (
                     _published_values((lb.published or {}).get((rk, ck))) if with_published else []
-                )
+                ) + (_tuning_values(lb.tuning.get((rk, ck))) if with_tuning else [])
                 writer.writerow([
                     scope, lb.row_name(rk), _key(ck), lb.metric, lb.direction,
                     _num(cell.mean), _num(cell.std), cell.n, " ".join(map(str, sorted(cell.values))),
@@ -331,6 +389,7 @@ def to_tex(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
         out += [
             f"% {title(lb)}",
             *(f"% warning: {w}" for w in lb.warnings),
+            *(f"% tuning: {t}" for t in tuning_lines(lb)),
             *(
                 [f"% {line}", f"% {_published_legend(c).replace(OUTSIDE, '$^{!}$')}"]
                 if line and lb.published and (c := next(iter(lb.published.values())))
@@ -355,7 +414,18 @@ def to_tex(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
 
 def to_json(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str:
     """A list of tables; with published values compared, each cell has the published_*
-    keys (null where it has none). `not_run` is not listed here (the list is of tables)."""
+    keys (null where it has none); where some cell holds tuned runs, each has `tuning` (its
+    studies' trials, null for other cells). `not_run` is not listed here (the list is of
+    tables)."""
+    with_tuning = any(lb.tuning for lb in boards)
+
+    def tuning(lb: Leaderboard, rk: tuple[str, ...], ck: tuple[str, ...]) -> dict:
+        if not with_tuning:
+            return {}
+        t = lb.tuning.get((rk, ck))
+        return {"tuning": None if t is None else {
+            "studies": list(t.studies), "planned": t.planned, "trials": t.trials, "failed": t.failed,
+            "fit_s": t.fit_s, "device_s": t.device_s}}  # fmt: skip
 
     def published(lb: Leaderboard, rk: tuple[str, ...], ck: tuple[str, ...]) -> dict:
         if lb.published is None:
@@ -381,7 +451,8 @@ def to_json(boards: list[Leaderboard], not_run: Sequence[Published] = ()) -> str
             "baseline": "/".join(lb.baseline) if lb.baseline else None,
             "rows": [
                 {"row": lb.row_name(rk), "avg_rank": lb.avg_rank[rk], "borda": lb.borda[rk],
-                 "cells": {_key(ck): cell(lb.cell(rk, ck)) | published(lb, rk, ck) for ck in lb.cols},
+                 "cells": {_key(ck): cell(lb.cell(rk, ck)) | published(lb, rk, ck) | tuning(lb, rk, ck)
+                           for ck in lb.cols},
                  "efficiency": {_key(g): {"aubc": e.aubc, "target": e.target, "labels_to_target": e.labels_to_target,
                                           "curve": [{"labels": x, "mean": m, "std": s, "n": n} for x, m, s, n in e.curve]}
                                 for g in lb.groups if (e := lb.efficiency.get((rk, g)))}}
@@ -432,6 +503,12 @@ def html_tables(boards: list[Leaderboard], not_run: Sequence[Published] = ()) ->
         )
         line = published_line(lb)
         line = f'<p class="legend published">{esc(line)}</p>' if line else ""
+        if lb.tuning:
+            line += (
+                '<div class="note tuning"><b>Tuning cost:</b><ul>'
+                + "".join(f"<li>{esc(t)}</li>" for t in tuning_lines(lb))
+                + "</ul></div>"
+            )
         out.append(
             f'</tbody></table><p class="legend">{esc(legend(lb))}</p>{line}{warnings}</section>'
         )

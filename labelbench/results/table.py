@@ -25,7 +25,7 @@ import orjson
 from labelbench.results.atomic import atomic_write
 from labelbench.results.record import SCHEMA_VERSION, STATUSES, RecordError, RunRecord
 
-CACHE_VERSION = 8
+CACHE_VERSION = 9
 CHOICES = ("dataset", "regime", "budget", "strategy", "model")
 # trainer.accelerator values that run on a GPU (the compute view counts their GPU hours)
 GPU_ACCELERATORS = ("gpu", "cuda", "mps")
@@ -42,6 +42,9 @@ REALISED_SKIP = (
 # Parse in worker processes when at least this many files are new or changed (a cold cache
 # over a large store); below it, process start-up costs more than it saves.
 PARALLEL_MIN_FILES = 4000
+# Row keys only the rows of tuning runs carry (config.tune.study set): read them with
+# row.get(...), None elsewhere. Left out of ordinary rows, which then keep 21 keys or fewer.
+TUNE_KEYS = ("study", "trial", "tuned_trials", "fit_s")
 T = TypeVar("T")
 
 
@@ -49,9 +52,12 @@ def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]
     """The compact row aggregation works on (no config, no indices), from a whole record or
     from the fields the fast decode reads. Beside the fields and metrics it keeps what the
     dashboard shows: `cpu_s` and `gpu_s` (device-seconds: timings.total_s times the device
-    count, on the GPU or the CPU) and `realised`, the realised label statistics."""
+    count, on the GPU or the CPU) and `realised`, the realised label statistics. The row of
+    a tuning run (config.tune.study set) also has TUNE_KEYS: `study`, `trial` (a trial's
+    number; None for a tuned run), `tuned_trials` (a tuned run's config.tune.trials) and
+    `fit_s` (timings.fit_s, or None); other rows lack them, so row.get(key) reads None."""
     labels = record.labels
-    return {
+    row = {
         "path": path,
         "run_key": record.run_key,
         "status": record.status,
@@ -72,6 +78,9 @@ def row_from_record(record: RunRecord | _RowFields, path: str) -> dict[str, Any]
         **_compute(_seconds(record.timings, "total_s"), record.config),
         "realised": _realised(labels),
     }
+    if (tune := _tune(record.config)) is not None:
+        row.update(tune, fit_s=_seconds(record.timings, "fit_s"))
+    return row
 
 
 def _number(value: Any) -> bool:
@@ -116,6 +125,24 @@ def _devices(config: Any) -> tuple[int, bool]:
         n = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) else 1
     n = max(n, 1)
     return n, str(_field(trainer, "accelerator", "cpu")).lower() in GPU_ACCELERATORS
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tune(config: Any) -> dict[str, Any] | None:
+    """{'study', 'trial', 'tuned_trials'} of a tuning run's config.tune; None for an ordinary
+    run (no tune node, or no study in it: older records, plain sweeps)."""
+    tune = _field(config, "tune")
+    study = _field(tune, "study") if isinstance(tune, dict | msgspec.Struct) else None
+    if not isinstance(study, str) or not study:
+        return None
+    return {
+        "study": study,
+        "trial": _count(_field(tune, "trial")),
+        "tuned_trials": _count(_field(tune, "trials")),
+    }
 
 
 def _realised(labels: Any) -> dict[str, float]:
@@ -190,15 +217,23 @@ class _Trainer(msgspec.Struct):
     devices: Any = 1
 
 
+class _Tune(msgspec.Struct):
+    study: Any = None
+    trial: Any = None
+    trials: Any = None
+
+
 class _Config(msgspec.Struct):
-    """The part of the resolved config a row reads (the trainer's devices); the rest is
-    scanned, not built."""
+    """The part of the resolved config a row reads (the trainer's devices, the tuning
+    node); the rest is scanned, not built."""
 
     trainer: _Trainer | None = None
+    tune: _Tune | None = None
 
 
 class _Timings(msgspec.Struct):
     total_s: Any = None
+    fit_s: Any = None
 
 
 class _RowFields(msgspec.Struct):
