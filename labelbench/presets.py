@@ -109,6 +109,11 @@ PRESETS: dict[str, Preset] = {
          ("model=cnn_small", "strategy=supervised,coteaching,elr"),
          ("model=cnn_small", "strategy=supervised", "strategy/loss=gce,sce")),
     ),
+    "tune_digits": Preset(
+        "Fair tuning on digits at 40 labels: supervised, FixMatch and ELR, each tuned with the "
+        "same 20 trials on the 8 validation labels the budget pays for (never on test), then "
+        "the best settings ('[tuned]', with the tuning cost) and the defaults on seeds 0-2.",
+    ),
     "crowd_digits": Preset(
         "Crowd labels on digits: 3 annotators of 70% accuracy, 3 votes per item; 300 "
         "annotations (100 items) and 3507 (the whole pool). Baseline: majority vote.",

@@ -16,7 +16,8 @@ from labelbench.config import (
 )
 from labelbench.run import build
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+# conf/search/ holds the tuner's search spaces (labelbench/tune.py), not a config group
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "search")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 # Options that need a value the repo cannot ship (a user's file) or hardware it lacks.
 TEN_CLASS_NOISE = [[0.8 if j == i else 0.2 if j == (i + 1) % 10 else 0 for j in range(10)] for i in range(10)]  # fmt: skip
