@@ -326,6 +326,22 @@ def grid_params(name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in params.items()}
 
 
+def tuning(name: str) -> dict | None:
+    """The preset YAML's tuning settings (`hydra.sweeper`: trials, seeds ...) when it tunes
+    (its defaults pick `hydra/sweeper: tune`): each run `expand` lists is then a study's
+    cell, not a run. None for a preset of plain sweeps."""
+    import yaml
+
+    node = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text()) or {}
+    picks = [d for d in node.get("defaults") or [] if isinstance(d, dict)]
+    if not any(d.get("override /hydra/sweeper") == "tune" for d in picks):
+        return None
+    from labelbench.tune import TuneSweeperConf
+
+    given = (node.get("hydra") or {}).get("sweeper") or {}
+    return {k: given.get(k, getattr(TuneSweeperConf(), k)) for k in ("trials", "seeds", "untuned")}
+
+
 def expand(name: str, extra: Sequence[str] = ()) -> list[list[str]]:
     """Every run of every sweep of the preset, as the override list Hydra composes it from
     (`experiment=<name>` first; a command-line key replaces the grid's, as in Hydra)."""
@@ -476,6 +492,15 @@ def duration(seconds: float) -> str:
 def dry_run_text(name: str, runs: Sequence[PlannedRun], extra: Sequence[str] = ()) -> str:
     """The runs, the commands and the compute they need, as `reproduce --dry-run` prints."""
     lines = [f"# {name}: {len(runs)} runs ({sum(r.recorded for r in runs)} already recorded)", ""]
+    tune = tuning(name)
+    if tune is not None:  # the runs listed are the studies' cells, at the tuning seed
+        runs_each = len(tune["seeds"]) * (2 if tune["untuned"] else 1)
+        lines[0] = (
+            f"# {name}: tunes {len(runs)} cells, each {tune['trials']} trials, then"
+            f" {runs_each} runs (seeds {tune['seeds']}: the best settings"
+            f"{' and the defaults' if tune['untuned'] else ''}); trials already recorded are"
+            " not run again. The cells, as a trial runs them (the sampled settings aside):"
+        )
     for r in runs:
         n = r.names
         est = duration(r.seconds) if r.seconds is not None else "not measured"

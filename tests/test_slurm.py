@@ -9,6 +9,7 @@ folder ($LABELBENCH_SLURM_DIR, default /tmp/labelbench-slurm) when that holds a 
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import pickle
 import shutil
@@ -103,3 +104,28 @@ def test_sweep_through_submitit_lands_four_ok_records(slurm, tmp_path):
         submitted = pickle.load(f)
     assert submitted._timeout_countdown == 3  # hydra.launcher.max_num_timeout
     assert submitted._timeout_min == 60
+
+
+def test_a_tuning_study_runs_its_trials_as_job_arrays(slurm, tmp_path):
+    """`labelbench tune launcher=slurm`: each batch of `parallel` trials is one job array,
+    the best settings' runs another; every trial and run is a record written by a SLURM job."""
+    results = tmp_path / "results"
+    space = tmp_path / "space.yaml"
+    space.write_text("strategy.optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n")
+    proc = run_cli(
+        "labelbench", "tune", "launcher=slurm", "dataset=synthetic", "dataset.n_samples=300",
+        "strategy.max_steps=20", "strategy.eval_every=10", "budget.total=40", "logger=none",
+        f"hydra.sweeper.space={space}", "hydra.sweeper.trials=4", "hydra.sweeper.parallel=2",
+        "hydra.sweeper.seeds=[0]", "hydra.sweeper.untuned=false",
+        f"paths.results_dir={results}", cwd=tmp_path, timeout=400,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    records = [json.loads(p.read_text()) for p in (results / "runs").glob("*.json")]
+    trials = sorted(r["config"]["tune"]["trial"] for r in records if r["config"]["tune"]["trial"] is not None)  # fmt: skip
+    assert trials == [0, 1, 2, 3]
+    assert [r["choices"]["strategy"] for r in records if r["config"]["tune"]["trials"]] == ["supervised[tuned]"]  # fmt: skip
+    assert all(r["host"].get("slurm_job_id") for r in records)
+    # two batches of two trials: two arrays of two tasks; the tuned run, a job of its own
+    batches = Counter(r["host"].get("slurm_array_job_id") for r in records if r["config"]["tune"]["trial"] is not None)  # fmt: skip
+    assert sorted(batches.values()) == [2, 2] and None not in batches
