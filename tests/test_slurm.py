@@ -9,11 +9,11 @@ folder ($LABELBENCH_SLURM_DIR, default /tmp/labelbench-slurm) when that holds a 
 from __future__ import annotations
 
 import json
-from collections import Counter
 import os
 import pickle
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
