@@ -97,13 +97,17 @@ def test_job_count_and_progress_line():
 
     from omegaconf import OmegaConf
 
+    from labelbench.overrides import BASIC_SWEEPER, TUNE_SWEEPER
     from labelbench.sweep import SweepSummary, count_jobs
 
     config = OmegaConf.create(
         {"hydra": {"overrides": {"task": ["seed=0,1,2", "budget.total=20,50", "logger=none"]},
-                   "sweeper": {"params": {"strategy": "supervised,logreg", "seed": "0,1"}}}}
+                   "sweeper": {"_target_": BASIC_SWEEPER,
+                               "params": {"strategy": "supervised,logreg", "seed": "0,1"}}}}
     )  # fmt: skip
     assert count_jobs(config) == 3 * 2 * 2  # the command line's seed list wins over params
+    config.hydra.sweeper._target_ = TUNE_SWEEPER  # its trials are decided as it goes
+    assert count_jobs(config) is None
     summary = SweepSummary()
     summary.total, summary.started = 12, __import__("time").time() - 30
     line = summary.progress_line(Counter(ok=2, skipped=1))

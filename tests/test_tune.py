@@ -181,6 +181,12 @@ def test_trials_score_validation_labels_only_and_the_best_reruns_over_the_seeds(
     untuned = [r for r in records(results) if r["choices"]["strategy"] == "supervised"]
     assert sorted(r["seed"] for r in untuned if r["config"]["tune"]["study"] is None) == [0, 1]
     assert f"tune {study}: 4 trials (0 failed)" in proc.stdout and "best val/acc=" in proc.stdout
+    board = run_here("labelbench", "leaderboard", str(results), cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    table = next(b for b in board.stdout.split("\n\n") if b.startswith("| strategy"))
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert rows == ["supervised (baseline)", "supervised[tuned]"]  # no row of trials
+    assert f"supervised[tuned] @ clean 40: study {study}, 4 trials" in board.stdout
 
 
 def test_tuning_never_reads_the_test_labels(tmp_path, space):
