@@ -253,6 +253,7 @@ TUNE_SETTINGS = {
     "seeds": "evaluation seeds the best settings re-run on (default [0,1,2])",
     "untuned": "also run the default settings on those seeds and labels (default true)",
     "objective": "a validation metric: val/acc (default), val/nll, val/macro_f1 ...",
+    "tie_break": "of trials equal on the objective, the best on this (default val/nll)",
     "sampler": "tpe (default) or random; seeded by hydra.sweeper.seed (default 0)",
     "parallel": "trials launched together per study, e.g. on SLURM (default 1)",
     "val_paid": "validation labels come out of the label budget (default true)",

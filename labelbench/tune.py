@@ -180,9 +180,9 @@ def check_space(space: dict[str, Param], cfg: DictConfig, where: str) -> None:
             )
 
 
-def check_objective(objective: Any) -> str:
+def check_objective(objective: Any, setting: str = "objective") -> str:
     """The objective's direction ('max' or 'min'); ConfigError unless it is a validation
-    metric the runs report."""
+    metric the runs report. `setting` names it in messages (objective, tie_break)."""
     from labelbench.metrics import DIRECTIONS
 
     allowed = ", ".join(f"val/{m}" for m in DIRECTIONS)
@@ -190,11 +190,11 @@ def check_objective(objective: Any) -> str:
     split, _, metric = name.partition("/")
     if split.startswith("test"):
         raise ConfigError(
-            f"hydra.sweeper.objective={name}: tuning never reads the test split; use a"
+            f"hydra.sweeper.{setting}={name}: tuning never reads the test split; use a"
             f" validation metric: {allowed}"
         )
     if split != "val" or metric not in DIRECTIONS:
-        raise ConfigError(f"hydra.sweeper.objective={name} is not one of {allowed}")
+        raise ConfigError(f"hydra.sweeper.{setting}={name} is not one of {allowed}")
     return DIRECTIONS[metric]
 
 
@@ -224,6 +224,9 @@ class TuneSweeperConf:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # the best settings re-run on these
     untuned: bool = True  # also run the untuned defaults on those seeds and labels
     objective: str = "val/acc"  # a validation metric; test metrics are never computed
+    # Among trials equal on the objective (few validation labels make val/acc coarse: 8
+    # labels, 9 values), the best on this validation metric; null: the earliest of equals
+    tie_break: str | None = "val/nll"
     sampler: str = "tpe"  # tpe (Optuna's TPESampler, its defaults) | random
     seed: int = 0  # the sampler's seed
     parallel: int = 1  # trials asked for, and launched, together per study
@@ -239,6 +242,8 @@ class Settings:
     untuned: bool
     objective: str
     direction: str
+    tie_break: str | None
+    tie_direction: str | None
     sampler: str
     seed: int
     parallel: int
@@ -271,6 +276,7 @@ def settings_from(raw: dict[str, Any]) -> Settings:
     for flag in ("untuned", "val_paid"):
         if not isinstance(raw.get(flag), bool):
             raise ConfigError(f"hydra.sweeper.{flag}={raw.get(flag)!r} must be true or false")
+    tie_break = raw.get("tie_break")
     space = raw.get("space")
     if space is not None and not isinstance(space, str):
         raise ConfigError(f"hydra.sweeper.space={space!r} must be a file path")
@@ -280,6 +286,8 @@ def settings_from(raw: dict[str, Any]) -> Settings:
         untuned=raw["untuned"],
         objective=str(raw.get("objective")),
         direction=check_objective(raw.get("objective")),
+        tie_break=None if tie_break is None else str(tie_break),
+        tie_direction=None if tie_break is None else check_objective(tie_break, "tie_break"),
         sampler=raw["sampler"],
         seed=_count("seed", raw.get("seed"), 0),
         parallel=_count("parallel", raw.get("parallel"), 1),
@@ -313,6 +321,7 @@ class Trial:
     key: str  # run key of its record
     handle: Any = None  # the Optuna trial
     value: float | None = None  # its objective (None: failed)
+    tie: float | None = None  # its tie-break metric
     state: str = "pending"  # pending | ok | failed
     fit_s: float = 0.0
 
@@ -355,12 +364,22 @@ class Study:
         return merged(self.base, self.paid(), sampled, tune)
 
     def best(self) -> Trial | None:
-        """The finished trial with the best objective (the earliest of equals)."""
+        """The finished trial with the best objective; of equals, the one best on the
+        tie-break metric; of those, the earliest."""
         done = [t for t in self.trials if t.state == "ok"]
         if not done:
             return None
-        sign = -1.0 if self.settings.direction == "max" else 1.0
-        return min(done, key=lambda t: (sign * t.value, t.number))
+        s = self.settings
+        sign = -1.0 if s.direction == "max" else 1.0
+        tie_sign = -1.0 if s.tie_direction == "max" else 1.0
+        return min(
+            done,
+            key=lambda t: (
+                sign * t.value,
+                tie_sign * t.tie if t.tie is not None else 0.0,
+                t.number,
+            ),
+        )
 
     def eval_overrides(self, seed: int) -> list[str]:
         best = self.best()
@@ -380,7 +399,11 @@ class Study:
         if best is None:
             return f"{head}; no trial finished, nothing to re-run"
         chosen = " ".join(f"{k}={override_value(v)}" for k, v in best.params.items())
-        return f"{head}; best {self.settings.objective}={best.value:.4f} at trial {best.number}: {chosen}"
+        tie = "" if best.tie is None else f", {self.settings.tie_break}={best.tie:.4f}"
+        return (
+            f"{head}; best {self.settings.objective}={best.value:.4f}{tie} at trial"
+            f" {best.number}: {chosen}"
+        )
 
 
 def make_sampler(settings: Settings) -> Any:
@@ -590,6 +613,8 @@ class TuneSweeper:
                     f" {study.settings.objective}; metrics: {', '.join(sorted(record.metrics))}"
                 )
             trial.value, trial.state = float(value), "ok"
+            tie = record.metrics.get(study.settings.tie_break or "")
+            trial.tie = None if tie is None else float(tie)
         else:
             trial.value, trial.state = None, "failed"
         return record

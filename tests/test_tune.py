@@ -124,6 +124,7 @@ def bad_tune(tmp_path: Path, *args: str) -> str:
     ("args", "message"),
     [
         (["hydra.sweeper.objective=test/acc"], "tuning never reads the test split"),
+        (["hydra.sweeper.tie_break=test/nll"], "tie_break=test/nll: tuning never reads the test"),
         (["hydra.sweeper.trials=0"], "hydra.sweeper.trials=0 must be a positive integer"),
         (["hydra.sweeper.sampler=grid"], "sampler='grid' is not one of tpe, random"),
         (["hydra.sweeper.seeds=[0,0]"], "lists a seed twice"),
@@ -171,7 +172,9 @@ def test_trials_score_validation_labels_only_and_the_best_reruns_over_the_seeds(
         assert not [k for k in t["metrics"] if k.startswith("test")], t["metrics"]
         assert "val/acc" in t["metrics"] and t["labels"]["val_paid"] is True
         assert t["labels"]["count"] + t["labels"]["val_count"] == 40
-    best = max(trials, key=lambda t: (t["metrics"]["val/acc"], -t["config"]["tune"]["trial"]))
+    best = min(  # the best val/acc; of equals the lowest val/nll (the tie-break); the earliest
+        trials, key=lambda t: (-t["metrics"]["val/acc"], t["metrics"]["val/nll"], t["config"]["tune"]["trial"])
+    )  # fmt: skip
     tuned = [r for r in records(results) if r["choices"]["strategy"] == "supervised[tuned]"]
     assert sorted(r["seed"] for r in tuned) == [0, 1]
     for r in tuned:
