@@ -499,27 +499,26 @@ def dry_run_text(name: str, runs: Sequence[PlannedRun], extra: Sequence[str] = (
             f"# {name}: tunes {len(runs)} cells, each {tune['trials']} trials, then"
             f" {runs_each} runs (seeds {tune['seeds']}: the best settings"
             f"{' and the defaults' if tune['untuned'] else ''}); trials already recorded are"
-            " not run again. The cells, as a trial runs them (the sampled settings aside):"
+            " not run again. The cells, each trial's steps and its estimated compute:"
         )
     for r in runs:
         n = r.names
         est = duration(r.seconds) if r.seconds is not None else "not measured"
+        head = "cell" if tune is not None else f"{'done' if r.recorded else 'todo'} {r.key}"
         lines.append(
-            f"{'done' if r.recorded else 'todo'} {r.key} {n['strategy']} {n['model']} "
-            f"{n['regime']} {n['budget']} seed={_seed(r.overrides)} "
-            f"steps={r.steps if r.steps else '?'} est={est}"
+            f"{head} {n['strategy']} {n['model']} {n['regime']} {n['budget']}"
+            f" seed={_seed(r.overrides)} steps={r.steps if r.steps else '?'} est={est}"
         )
-    todo = [r for r in runs if not r.recorded]
-    known = [r.seconds for r in todo if r.seconds is not None]
-    device = step_device() or "nowhere yet (scripts/bench/step_time.py measures it)"
-    lines += [
-        "",
-        f"compute to go: {duration(sum(known))} for {len(known)} of {len(todo)} runs to do"
-        f" (seconds per step measured on {device}, times the steps)",
-        "",
-        "commands:",
-        *commands(name, extra),
-    ]
+    if tune is None:
+        todo = [r for r in runs if not r.recorded]
+        known = [r.seconds for r in todo if r.seconds is not None]
+        device = step_device() or "nowhere yet (scripts/bench/step_time.py measures it)"
+        lines += [
+            "",
+            f"compute to go: {duration(sum(known))} for {len(known)} of {len(todo)} runs to do"
+            f" (seconds per step measured on {device}, times the steps)",
+        ]
+    lines += ["", "commands:", *commands(name, extra)]
     return "\n".join(lines) + "\n"
 
 

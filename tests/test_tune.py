@@ -252,3 +252,11 @@ def test_a_killed_tune_resumes_without_repeating_a_trial(tmp_path, space):
     proc = tune_here(tmp_path, whole, *args[len(FAST) + 1 :])
     assert proc.returncode == 0, proc.stderr
     assert [sampled(t) for t in trials_of(results)] == [sampled(t) for t in trials_of(whole)]
+
+
+def test_the_preset_tunes_three_methods_with_equal_trials(tmp_path):
+    proc = run_here("labelbench", "reproduce", "tune_digits", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# tune_digits: tunes 3 cells, each 20 trials, then 6 runs")
+    cells = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("cell ")]
+    assert cells == ["supervised", "fixmatch", "elr"]
