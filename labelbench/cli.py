@@ -247,6 +247,12 @@ def cmd_tune(args: argparse.Namespace) -> None:
     run_main()
 
 
+def _listing(title: str, entries: dict[str, str]) -> str:
+    """'title:' then one '  name  what it does' line per entry, for a parser's epilog."""
+    width = max(map(len, entries)) + 1
+    return f"{title}:\n" + "\n".join(f"  {k:{width}} {v}" for k, v in entries.items())
+
+
 # Kept here, not read from labelbench.tune: `labelbench --help` stays light.
 TUNE_SETTINGS = {
     "trials": "trials per study, the same for every method (default 20)",
@@ -273,8 +279,7 @@ def _add_tune_parser(sub) -> None:
         "over the evaluation seeds as '<strategy>[tuned]' rows, which the leaderboard shows\n"
         "with the tuning cost. Trials are records: rerun the same command to resume.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="settings (hydra.sweeper.KEY=VALUE):\n"
-        + "\n".join(f"  {k:10} {v}" for k, v in TUNE_SETTINGS.items())
+        epilog=_listing("settings (hydra.sweeper.KEY=VALUE)", TUNE_SETTINGS)
         + "\n\nexample:\n  labelbench tune strategy=supervised,fixmatch budget.total=40"
         " hydra.sweeper.trials=20 launcher=slurm",
     )
@@ -374,7 +379,7 @@ def _add_plot_parser(sub) -> None:
         "survive grayscale, 8 pt text at one column (3.3 in; one panel) or full width (7 in),\n"
         "the baseline in black, and the same bytes for the same records.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="kinds:\n" + "\n".join(f"  {k:8} {v}" for k, v in PLOT_KINDS.items()),
+        epilog=_listing("kinds", PLOT_KINDS),
     )
     _add_board_options(p)
     p.add_argument("--kind", choices=tuple(PLOT_KINDS), default="curves", help="(default: curves)")
