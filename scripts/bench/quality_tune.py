@@ -25,9 +25,10 @@ from pathlib import Path
 import orjson
 
 from benchlib import ROOT, conclude, sweep
-from labelbench.results.leaderboard import build_leaderboards
+from labelbench.results.leaderboard import build_leaderboards, config_value
 from labelbench.results.render import to_markdown
 from labelbench.results.table import load_rows
+from labelbench.tune import SEARCH_DIR, load_space
 
 COMPARED = ("supervised", "fixmatch")
 
@@ -89,11 +90,12 @@ def main() -> None:
     before, after = ranking(""), ranking("[tuned]")
     print(f"\nranking with defaults: {' > '.join(before)}; after tuning: {' > '.join(after)}")
     print(f"the ranking {'does not change' if before == after else 'CHANGES'} after tuning")
-    for study, rs in sorted(trials.items()):
-        best = max((r for r in rs if r["status"] == "ok"), key=lambda r: r["metrics"]["val/acc"])
-        print(f"study {study}: {len(rs)} trials, best val/acc {best['metrics']['val/acc']:.3f}")
-        config = orjson.loads(Path(best["path"]).read_bytes())["config"]["strategy"]
-        print(f"  best trial's optimizer {config['optimizer']}")
+    for r in sorted(rows, key=lambda r: (r["strategy"], r["seed"])):  # what the studies chose
+        if r.get("tuned_trials") and r["seed"] == min(acc[r["strategy"]], default=r["seed"]):
+            config = orjson.loads(Path(r["path"]).read_bytes())["config"]
+            space = load_space(SEARCH_DIR / f"{r['strategy'].removesuffix('[tuned]')}.yaml")
+            chosen = " ".join(f"{k}={config_value(config, k)}" for k in space)
+            print(f"{r['strategy']} (study {r['study']}): {chosen}")
 
     verdicts = [
         ("every method tuned with the same number of trials", len(set(per_study.values())) == 1,

@@ -28,7 +28,7 @@ from labelbench.results.atomic import atomic_write
 # twins (repro_*) have pages of their own under results/reproduce/ (`labelbench reproduce`).
 REFERENCES = (
     "demo", "ssl_digits", "noise_digits", "crowd_digits", "weak_digits", "partial_digits",
-    "active_digits", "mnist1d",
+    "active_digits", "mnist1d", "tune_digits",
 )  # fmt: skip
 
 
