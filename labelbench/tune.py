@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,7 +428,12 @@ def _run_key_of(cfg: DictConfig) -> str:
 
 
 class TuneError(RuntimeError):
-    """A trial that could not be scored (invalid config, crashed job): the tune stops."""
+    """A trial that could not be scored: the tune stops, with exit code 2 when the trial's
+    config does not run (bad input: the search space), else 1 (a crashed job: rerun)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TuneSweeper:
@@ -535,7 +541,8 @@ class TuneSweeper:
             while any(len(s.trials) < settings.trials for s in studies):
                 returns.extend(self.trial_round(studies, settings))
         except TuneError as e:
-            fail(str(e))
+            print(f"labelbench-run: error: {e}", file=sys.stderr)
+            sys.exit(e.code)
         for study in studies:
             log.info(study.summary())
         runs = [
@@ -579,15 +586,17 @@ class TuneSweeper:
             for (study, trial), ret in zip(to_run, returns, strict=True):
                 if self.read(store, study, trial) is None:
                     outcome = _outcome(ret)
+                    invalid = outcome == "invalid"
                     raise TuneError(
                         f"tune {study.id}: trial {trial.number} ({' '.join(trial.overrides)})"
                         f" left no record ({outcome}); "
                         + (
                             "its search space makes a config that does not run (the job's"
                             " error line says why)"
-                            if outcome == "invalid"
+                            if invalid
                             else "rerun the same command to resume the tune"
-                        )
+                        ),
+                        code=2 if invalid else 1,
                     )
         for study, trial in batch:  # in trial order: a resumed study tells what this one did
             self.tell(study, trial)
@@ -610,7 +619,8 @@ class TuneSweeper:
             if value is None:
                 raise TuneError(
                     f"tune {study.id}: trial {trial.number}'s record ({path}) has no"
-                    f" {study.settings.objective}; metrics: {', '.join(sorted(record.metrics))}"
+                    f" {study.settings.objective}; metrics: {', '.join(sorted(record.metrics))}",
+                    code=1,
                 )
             trial.value, trial.state = float(value), "ok"
             tie = record.metrics.get(study.settings.tie_break or "")

@@ -260,3 +260,17 @@ def test_the_preset_tunes_three_methods_with_equal_trials(tmp_path):
     assert proc.stdout.startswith("# tune_digits: tunes 3 cells, each 20 trials, then 6 runs")
     cells = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("cell ")]
     assert cells == ["supervised", "fixmatch", "elr"]
+
+
+def test_a_space_that_makes_a_config_that_cannot_run_stops_the_tune(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("strategy.batch_size: {type: int, low: 0, high: 0}\n")
+    results = tmp_path / "results"
+    proc = tune_here(tmp_path, results, f"hydra.sweeper.space={path}", "hydra.sweeper.trials=3")
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("labelbench-run: error:")]
+    assert "batch_size=0" in lines[0]  # the trial's own line, then the tune's
+    assert (
+        "trial 0 " in lines[-1] and "its search space makes a config that does not run" in lines[-1]
+    )
+    assert not list(results.glob("runs/*.json"))
