@@ -239,6 +239,82 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         raise RunsFailed(f"{args.preset}: some runs failed (exit codes {codes}); see the page")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from labelbench.results import status
+
+    if args.failures < 0:
+        raise CLIError(f"--failures {args.failures}: must be a count >= 0")
+    if args.watch is not None and not (args.watch > 0 and args.watch < float("inf")):
+        raise CLIError(f"--watch {args.watch:g}: must be a number of seconds > 0")
+
+    def show(indent: int | None = 1) -> str:
+        try:
+            found = status.gather(
+                args.results_dir, args.sweep, failures=args.failures, use_cache=not args.no_cache
+            )
+        except status.StatusError as e:
+            raise CLIError(str(e)) from None
+        if args.format == "json":
+            return status.render_json(found, indent=indent)
+        return status.render_text(found)
+
+    if args.watch is None:
+        sys.stdout.write(show())
+        return
+    # JSON: one line per refresh, for scripts that read it as it comes
+    status.watch(lambda: show(None), args.watch, args.max_refreshes, clear=None)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds (give RESULTS_DIR before --watch)"
+        ) from None
+
+
+def _add_status_parser(sub) -> None:
+    p = sub.add_parser(
+        "status",
+        help="where a sweep stands: ok, failed, running and not started runs, stale"
+        " heartbeats (killed or lost runs), the latest failures and an ETA",
+        description="Read a results folder while its sweep runs or after: counts of ok and\n"
+        "failed records, runs running (a fresh heartbeat in running/, or a checkpoint\n"
+        "written in the last 10 minutes), heartbeats that stopped (killed or lost?), jobs\n"
+        "of the Hydra sweep folder not started yet, the latest failures with their errors,\n"
+        "and an ETA: the mean duration of finished runs x the runs left / the runs running.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "results_dir", nargs="?", default="results", help="the sweep's results folder"
+        " (default: results)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sweep",
+        metavar="DIR",
+        help="the Hydra sweep folder, holding multirun.yaml (default: RESULTS_DIR/hydra/sweep)",
+    )
+    p.add_argument(
+        "--failures", type=int, default=5, metavar="N", help="latest failures shown (default: 5)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=_seconds,
+        const=5.0,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 5) until Ctrl-C; with --format json, one line each"
+        " time. Give RESULTS_DIR first",
+    )
+    p.add_argument("--max-refreshes", type=int, help=argparse.SUPPRESS)  # tests: --watch ends
+    p.add_argument(
+        "--no-cache", action="store_true", help="parse every record, ignoring results/.cache"
+    )
+    p.set_defaults(func=cmd_status)
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     """`labelbench-run -m hydra/sweeper=tune ...`, in this process (its exit code is ours)."""
     from labelbench.run import main as run_main
@@ -461,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="the page (default: results/reproduce/PRESET.md)")
     p.set_defaults(func=cmd_reproduce)
     _add_tune_parser(sub)
+    _add_status_parser(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +29,7 @@ from labelbench.config import (
     register_configs,
     run_key,
 )
+from labelbench.interrupt import RunInterrupted
 from labelbench.provenance import git_info, host_info, utc_now, versions
 from labelbench.results.record import RunRecord
 from labelbench.results.store import RecordStore
@@ -196,9 +197,23 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     Raises ConfigError (and writes nothing) for bad configuration, including a budget that
     does not fit the data. Any failure after that is written as a `failed` record. A fit
     that finds a checkpoint of the same run key resumes from it. Under DDP only rank 0
-    evaluates, writes the record and returns it; the other ranks return None."""
+    evaluates, writes the record and returns it; the other ranks return None. While it
+    runs, the run keeps a heartbeat (`<results_dir>/running/<run_key>.json`); a stop signal
+    (SIGTERM, SIGINT, SLURM's SIGUSR2) ends it with RunInterrupted and no record, a network
+    fit's checkpoint saved (labelbench.interrupt)."""
+    from labelbench.interrupt import StopSignals
+    from labelbench.results.heartbeat import Heartbeat
+
     t_start = time.perf_counter()
     key = run_key(cfg)
+    about = {"choices": choices_from(cfg, choices), "seed": int(cfg.seed)}
+    with StopSignals(), Heartbeat(cfg.paths.results_dir, key, about):
+        return _run(cfg, choices, key, t_start)
+
+
+def _run(
+    cfg: DictConfig, choices: dict[str, str] | None, key: str, t_start: float
+) -> RunRecord | None:
     prepared = prepare(cfg, key)
     parts, task, labeler, pool, rounds = (
         prepared.parts, prepared.task, prepared.labeler, prepared.pool, prepared.rounds,
@@ -255,8 +270,14 @@ def run(cfg: DictConfig, choices: dict[str, str] | None = None) -> RunRecord | N
     except Exception as e:
         if global_rank() != 0:
             raise
-        log.error("run %s failed:\n%s", key, traceback.format_exc())
-        error = {"type": type(e).__name__, "message": str(e)}
+        from labelbench.results.atomic import WriteError
+        from labelbench.results.store import error_of
+
+        error = error_of(e)  # out of memory, a full disk: named as such, with what to do
+        if isinstance(e, WriteError):  # the file, the place and why say it all
+            log.error("run %s failed: %s", key, error["message"])
+        else:
+            log.error("run %s failed:\n%s", key, traceback.format_exc())
         metrics = {}
     timings["total_s"] = time.perf_counter() - t_start
 
@@ -394,7 +415,9 @@ def describe(choices: dict[str, str], cfg: DictConfig) -> str:
 def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     """Run unless an `ok` record of the same run key exists. Returns the outcome:
     'ok', 'failed', 'skipped', 'invalid' (bad configuration: one line on stderr, no record)
-    or 'helper' (a DDP process other than rank 0)."""
+    or 'helper' (a DDP process other than rank 0). A run that could not write its record
+    or cache, or ran out of memory before its fit, is 'failed' with one line on stderr
+    and no record."""
     try:
         check_run_fields(cfg)
         key = run_key(cfg)
@@ -406,13 +429,33 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     if store.is_ok(key):
         log.info("skip %s %s: ok record exists", key, describe(names, cfg))
         return "skipped"
+    unrecorded = None  # why a run that failed outside its fit has no record
     try:
         record = run(cfg, choices)
     except ConfigError as e:
         print(f"labelbench-run: error: {e}", file=sys.stderr)
         return "invalid"
+    except RunInterrupted as stop:
+        interrupted(stop, key, names, cfg)
+    except Exception as e:  # a full disk or no memory outside the fit: one line, no record
+        from labelbench.results.atomic import WriteError
+        from labelbench.results.store import error_of, out_of_memory
+
+        if not isinstance(e, WriteError) and out_of_memory(e) is None:
+            raise  # a bug: its traceback
+        unrecorded = error_of(e)["message"]
+    if unrecorded is not None:  # out of the except: the failed run's frames are gone
+        print(
+            f"labelbench-run: error: run {key} {describe(names, cfg)}: {unrecorded};"
+            " nothing was recorded: a relaunch runs it again",
+            file=sys.stderr,
+        )
+        free_gpu_memory()
+        return "failed"
     if record is None:
         return "helper"  # a DDP process other than rank 0: rank 0 reports the run
+    if record.error is not None and record.error["type"] == "OutOfMemoryError":
+        free_gpu_memory()  # for the next run of a sweep in this process
     budget = f"{names['budget']}:{record.labels['budget']}"
     shown = "val/acc" if cfg.tune.trial is not None else "test/acc"
     summary = (
@@ -428,6 +471,34 @@ def execute(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
         summary,
     )
     return record.status
+
+
+def free_gpu_memory() -> None:
+    """Give the GPU memory of a run that ran out of it back to the device, for the next run
+    of a sweep in this process: its tensors go with the garbage (the fit's objects refer to
+    each other), then torch's cache of freed blocks is emptied."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def interrupted(stop: RunInterrupted, key: str, names: dict[str, str], cfg: DictConfig) -> NoReturn:
+    """One line for a run stopped by a signal, the signal handed on (submitit requeues the
+    job), then exit 128 + the signal's number, as a shell reports a process it ended."""
+    from labelbench.interrupt import hand_on
+
+    where = (
+        f"its checkpoint (step {stop.step}) is in {stop.checkpoint.parent}; run the same command"
+        " again to resume"
+        if stop.checkpoint is not None
+        else "no checkpoint was made; run the same command again to start it over"
+    )
+    print(f"labelbench-run: {key} {describe(names, cfg)} stopped by {stop.name}: {where}", file=sys.stderr)  # fmt: skip
+    hand_on(stop.signum)
+    sys.exit(128 + stop.signum)
 
 
 EXIT_CODES = {"ok": 0, "skipped": 0, "helper": 0, "failed": 1, "invalid": 2}

@@ -41,11 +41,18 @@ then read its entry, rather than both resuming the same partial. On a file syste
 working flock (some network mounts) the lock is skipped with a log line, and two jobs that
 resume the same partial at once are not supported there (each may overwrite the other's
 rows; the entry each writes is still whole).
+
+A full disk (or a file size limit) stops the run with WriteError, one line naming the file
+and why, and leaves nothing a later run would trust: a temp file is removed, an array whose
+description could not be written is removed with it, and a streamed encoding reserves its
+partial array's disk space before writing through the memory map (a write through a map to
+space the disk cannot give kills the process with SIGBUS); its progress so far is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -65,7 +72,7 @@ except ImportError:  # not POSIX: streamed encodings take no lock (see above)
 
 from labelbench.config import ConfigError, check_int
 from labelbench.data.lazy import LazyInputs, is_lazy
-from labelbench.results.atomic import atomic_write
+from labelbench.results.atomic import WriteError, atomic_write
 
 log = logging.getLogger("labelbench")
 
@@ -317,7 +324,11 @@ class EmbeddingCache:
             "dtype": self.dtype,
             "rows_done": done,
         }
-        atomic_write(progress_path, json.dumps(progress, indent=1, sort_keys=True) + "\n")
+        atomic_write(
+            progress_path,
+            json.dumps(progress, indent=1, sort_keys=True) + "\n",
+            what="the embedding cache progress",
+        )
 
     def _resume(
         self, array_path: Path, progress_path: Path, ident: dict[str, Any], n: int
@@ -381,13 +392,24 @@ class EmbeddingCache:
                 f"{array_path.name} has shape {list(partial.shape)} and dtype {partial.dtype},"
                 f" expected {shape} and {self.dtype}"
             )
+        _reserve(array_path, "the partial embedding cache array")  # the rows still to write
         return partial, done
 
     def _start(self, array_path: Path, progress_path: Path, shape: tuple[int, int]) -> np.ndarray:
-        """A new partial array of `shape`, memory-mapped for writing (no progress yet)."""
+        """A new partial array of `shape`, memory-mapped for writing (no progress yet), its
+        disk space reserved; raises WriteError (and leaves no array) where there is none."""
         progress_path.unlink(missing_ok=True)
-        array_path.parent.mkdir(parents=True, exist_ok=True)
-        return np.lib.format.open_memmap(array_path, mode="w+", dtype=self.dtype, shape=shape)
+        what = "the partial embedding cache array"
+        try:
+            array_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = np.lib.format.open_memmap(
+                array_path, mode="w+", dtype=self.dtype, shape=shape
+            )
+            _reserve(array_path, what)
+        except OSError as e:
+            array_path.unlink(missing_ok=True)
+            raise WriteError.of(what, array_path, e) from e
+        return partial
 
     @staticmethod
     def _as_float32(x: np.ndarray) -> np.ndarray:
@@ -404,9 +426,19 @@ class EmbeddingCache:
         data = buffer.getvalue()
         sha = hashlib.sha256(data).hexdigest()
         array_name = f"{meta_path.stem}.{sha[:12]}.npy"
-        atomic_write(meta_path.parent / array_name, data)
+        array_path = meta_path.parent / array_name
+        atomic_write(array_path, data, what="the embedding cache array")
         meta = {**ident, "file": array_name, "shape": list(x.shape), "sha256": sha}
-        atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        try:
+            atomic_write(
+                meta_path,
+                json.dumps(meta, indent=1, sort_keys=True) + "\n",
+                what="the embedding cache description",
+            )
+        except OSError:
+            if _names(meta_path) != array_name:  # no description names it: nothing reads it
+                array_path.unlink(missing_ok=True)
+            raise
 
     def read(self, meta_path: Path, ident: dict[str, Any], n_items: int) -> np.ndarray:
         """The entry's array, memory-mapped read-only, after checking it against its
@@ -437,6 +469,32 @@ class EmbeddingCache:
         if _file_sha256(path) != meta.get("sha256"):
             raise CacheCorrupt(f"{name} does not match its sha256")
         return x
+
+
+def _names(meta_path: Path) -> str | None:
+    """The array file an entry's description names, or None if it names none."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta.get("file") if isinstance(meta, dict) else None
+
+
+def _reserve(path: Path, what: str) -> None:
+    """Allocate the disk blocks of a memory-mapped file up front: a write through the map to
+    a block a full disk cannot give is a SIGBUS that kills the process, where this raises
+    WriteError naming `what`. A file system without allocation (EOPNOTSUPP, EINVAL) is
+    left as it is."""
+    if not hasattr(os, "posix_fallocate"):  # not POSIX
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise WriteError.of(what, path, e) from e
+    finally:
+        os.close(fd)
 
 
 def _encode_batches(encoder: Any, batches: Any) -> Iterator[np.ndarray]:

@@ -1,4 +1,5 @@
-"""The record store: one JSON file per run under `<results_dir>/runs/`, written atomically."""
+"""The record store: one JSON file per run under `<results_dir>/runs/`, written atomically;
+and the `error` a failed record gives for an exception."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ class RecordStore:
     def write(self, record: RunRecord) -> Path:
         """Write atomically: a temp file in the same folder, fsync, then rename over the
         target. A crash at any point leaves either the old file or the new one, never a
-        partial record."""
+        partial record. A write that fails (a full disk ...) raises WriteError naming the
+        record's path and why, and leaves no file."""
         text = record.to_json()  # serialise first: a bad record never touches the disk
-        return atomic_write(self.path(record.run_key), text, fsync=True)
+        return atomic_write(self.path(record.run_key), text, fsync=True, what="the run record")
 
     def scan(self) -> Iterator[tuple[Path, RunRecord | RecordError]]:
         """Every record file with its record, or the error that made it unreadable."""
@@ -47,3 +49,40 @@ class RecordStore:
                 yield path, RunRecord.from_json(path.read_text())
             except (OSError, RecordError, TypeError) as e:
                 yield path, RecordError(f"{path}: {e}")
+
+
+# What an allocator says when memory runs out, in the RuntimeError torch raises for it:
+# the CPU allocator (Linux, Windows), a GPU's (CUDA, MPS, XPU), cuBLAS on a full GPU.
+OOM_SIGNS = ("can't allocate memory", "not enough memory", "out of memory", "ALLOC_FAILED")
+OOM_HINT = "lower strategy.batch_size or the model's size, or give the run more memory"
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """'GPU' or 'CPU' if `error` says memory ran out (a MemoryError, torch's
+    OutOfMemoryError, an allocator's RuntimeError), else None. By name and message: the
+    record store imports no torch."""
+    message = str(error)
+    if not (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"  # torch.OutOfMemoryError: CUDA, XPU
+        or (isinstance(error, RuntimeError) and any(s in message for s in OOM_SIGNS))
+    ):
+        return None
+    gpu = type(error).__name__ == "OutOfMemoryError" or any(
+        s in message for s in ("CUDA", "CUBLAS", "MPS", "XPU", "GPU")
+    )
+    return "GPU" if gpu else "CPU"
+
+
+def error_of(error: BaseException) -> dict[str, str]:
+    """The `error` of a failed record for `error`: its type and message. Memory that ran out is named as such, with what to lower, whatever raised it (type
+    OutOfMemoryError, the original type and message kept in the message); a file that
+    could not be written (WriteError) says which, where and why already."""
+    message = str(error).strip() or type(error).__name__
+    device = out_of_memory(error)
+    if device is None:
+        return {"type": type(error).__name__, "message": message}
+    return {
+        "type": "OutOfMemoryError",
+        "message": f"out of {device} memory; {OOM_HINT} ({type(error).__name__}: {message})",
+    }

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import math
+import os
+import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,11 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labelbench import interrupt
 from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.data.lazy import LazyInputs, eval_rows, is_lazy
 from labelbench.data.task import TaskView
 from labelbench.labels.pool import LabelPool
 from labelbench.models import takes_images
+from labelbench.results.atomic import atomic_write
 from labelbench.strategies.augment import Augment, Identity
 from labelbench.strategies.base import Checkpointing, ModelFactory, Strategy, TrainerFactory
 from labelbench.strategies.ema import EMA
@@ -706,12 +712,18 @@ class LightningStrategy(Strategy):
                 )
             )
             resume = usable_checkpoint(checkpoint.dir / f"{CHECKPOINT_NAME}.ckpt")
+        stops = interrupt.current()
+        if stops is not None:  # a run's stop signals: honoured where a checkpoint can be made
+            path = checkpoint.dir / f"{CHECKPOINT_NAME}.ckpt" if checkpointing else None
+            callbacks.append(StopOnSignal(stops, path))
         fitter = trainer(
             max_epochs=math.ceil(max_steps / self.eval_every),
             callbacks=callbacks,
             limit_val_batches=1.0 if has_val else 0,
             enable_checkpointing=checkpointing,
         )
+        if checkpointing and type(fitter.strategy.checkpoint_io) is pl.plugins.TorchCheckpointIO:
+            fitter.strategy.checkpoint_io = CheckpointFile()  # a user's own plugin is kept
         # One "batch" per epoch: the chunk of optimizer steps runs inside training_step.
         fitter.fit(
             module,
@@ -736,12 +748,68 @@ class LightningStrategy(Strategy):
         return predictor
 
 
+class StopOnSignal(pl.Callback):
+    """Polls for a run's stop signal (labelbench.interrupt) at the end of each chunk of
+    steps, after its validation: there it saves the fit's checkpoint (what ModelCheckpoint
+    saves at the same point; written whole or not at all) and stops the fit with
+    RunInterrupted, so that a relaunch resumes exactly where it stopped."""
+
+    def __init__(self, stops: interrupt.StopSignals, path: Path | None) -> None:
+        self.stops, self.path = stops, path
+        self.polling = False
+
+    def _poll(self, on: bool) -> None:
+        if on != self.polling:
+            self.stops.polling += 1 if on else -1
+            self.polling = on
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._poll(True)
+        # Lightning's own SIGTERM handler, set for the fit, would stop it before the
+        # checkpoint is made: take the signal back for the fit's duration.
+        self.stops.catch(signal.SIGTERM)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._poll(False)
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, error) -> None:
+        self._poll(False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        signum = self.stops.pending
+        if signum is None:
+            return
+        if self.path is not None:
+            partial = self.path.with_name(f".{self.path.name}.partial")
+            trainer.save_checkpoint(partial)
+            os.replace(partial, self.path)
+        raise interrupt.RunInterrupted(signum, self.path, int(getattr(module, "steps_done", 0)))
+
+
 def sub_checkpoint(checkpoint: Checkpointing | None, name: str) -> Checkpointing | None:
     """The checkpoints of one of several networks a fit trains (a fold, a teacher ...), in
     their own folder, so a relaunch resumes the network it was training."""
     return (
         None if checkpoint is None else dataclasses.replace(checkpoint, dir=checkpoint.dir / name)
     )
+
+
+class CheckpointFile(pl.plugins.TorchCheckpointIO):
+    """Lightning's checkpoint file, written as labelbench writes every file
+    (labelbench.results.atomic): a temp file in the checkpoint's own folder, then a rename.
+    Lightning's own stages it in the system temp folder, which can be another, smaller disk
+    (a node's /tmp), and copies it over the previous checkpoint, where a full disk leaves a
+    truncated one instead. A write that fails raises WriteError naming the checkpoint and
+    why, and leaves the previous checkpoint as it was. Remote paths go to Lightning's."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()  # serialised whole first, as Lightning does
+        torch.save(checkpoint, buffer)
+        atomic_write(path, buffer.getbuffer(), what="the checkpoint")
 
 
 def usable_checkpoint(path) -> Any:
