@@ -497,6 +497,13 @@ def interrupted(stop: RunInterrupted, key: str, names: dict[str, str], cfg: Dict
         else "no checkpoint was made; run the same command again to start it over"
     )
     print(f"labelbench-run: {key} {describe(names, cfg)} stopped by {stop.name}: {where}", file=sys.stderr)  # fmt: skip
+    if stop.checkpoint is not None:  # `labelbench status`: stopped, resumable, not running
+        from labelbench.provenance import utc_now
+        from labelbench.results.atomic import atomic_write
+        from labelbench.results.status import STOPPED_NOTE
+
+        note = {"signal": stop.name, "step": stop.step, "at": utc_now()}
+        atomic_write(stop.checkpoint.parent / STOPPED_NOTE, json.dumps(note))
     hand_on(stop.signum)
     sys.exit(128 + stop.signum)
 

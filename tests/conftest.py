@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+from labelbench.launchers import controller_problem
 from labelbench.run import compose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,3 +317,30 @@ def write_records(results: Path, records) -> Path:
     for r in records:
         store.write(r)
     return results
+
+
+# --- a SLURM cluster to talk to (tests/test_slurm*.py) ---------------------------------------
+
+UP_SH_CONF = Path(os.environ.get("LABELBENCH_SLURM_DIR", "/tmp/labelbench-slurm")) / "slurm.conf"
+START = 'start one with: eval "$(scripts/slurm/up.sh)"'
+
+
+@pytest.fixture
+def slurm(monkeypatch) -> str:
+    """The SLURM_CONF of a cluster that answers and has a usable node; else skip, saying why."""
+    if shutil.which("sbatch") is None:
+        pytest.skip(f"SLURM is not available: no sbatch on PATH (install slurm-client; {START})")
+    if not os.environ.get("SLURM_CONF") and UP_SH_CONF.is_file():
+        monkeypatch.setenv("SLURM_CONF", str(UP_SH_CONF))
+    conf = os.environ.get("SLURM_CONF", "unset")
+    problem = controller_problem(timeout=30)
+    if problem:
+        pytest.skip(f"SLURM is not up: {problem} (SLURM_CONF={conf}; {START})")
+    sinfo = subprocess.run(
+        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60, check=False
+    )
+    states = set(sinfo.stdout.split())
+    if sinfo.returncode != 0 or not states & {"idle", "mix", "alloc", "comp"}:
+        why = (sinfo.stderr.strip().splitlines() or ["no node that can run jobs"])[-1]
+        pytest.skip(f"SLURM is not up: sinfo: {why} (node states: {sorted(states)}; {START})")
+    return conf

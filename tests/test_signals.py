@@ -66,7 +66,11 @@ def test_a_signal_mid_fit_checkpoints_and_the_relaunch_resumes_exactly(tmp_path,
     assert "Traceback" not in stopped.stderr
     assert not list(results.glob("runs/*.json"))  # not over: no record, not even a failed one
     assert not list(results.glob("running/*.json"))  # its heartbeat is gone
-    assert not list(results.rglob("*.partial"))
+    (note,) = results.glob("checkpoints/*/stopped.json")  # status: stopped, not running
+    assert json.loads(note.read_text())["signal"] == signal.Signals(signum).name
+    status = run_here("labelbench", "status", str(results), "--format", "json", cwd=tmp_path)
+    assert json.loads(status.stdout)["running"] == 0
+    assert not list(results.rglob("*.tmp"))  # the checkpoint was written whole
 
     again = run_cli("labelbench-run", *ARGS, f"paths.results_dir={results}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -9,44 +9,15 @@ folder ($LABELBENCH_SLURM_DIR, default /tmp/labelbench-slurm) when that holds a 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
-import subprocess
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
-from labelbench.launchers import controller_problem
 from labelbench.results.table import load_rows
 
 pytestmark = pytest.mark.slurm
-
-UP_SH_CONF = Path(os.environ.get("LABELBENCH_SLURM_DIR", "/tmp/labelbench-slurm")) / "slurm.conf"
-START = 'start one with: eval "$(scripts/slurm/up.sh)"'
-
-
-@pytest.fixture
-def slurm(monkeypatch) -> str:
-    """The SLURM_CONF of a cluster that answers and has a usable node; else skip, saying why."""
-    if shutil.which("sbatch") is None:
-        pytest.skip(f"SLURM is not available: no sbatch on PATH (install slurm-client; {START})")
-    if not os.environ.get("SLURM_CONF") and UP_SH_CONF.is_file():
-        monkeypatch.setenv("SLURM_CONF", str(UP_SH_CONF))
-    conf = os.environ.get("SLURM_CONF", "unset")
-    problem = controller_problem(timeout=30)
-    if problem:
-        pytest.skip(f"SLURM is not up: {problem} (SLURM_CONF={conf}; {START})")
-    sinfo = subprocess.run(
-        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60, check=False
-    )
-    states = set(sinfo.stdout.split())
-    if sinfo.returncode != 0 or not states & {"idle", "mix", "alloc", "comp"}:
-        why = (sinfo.stderr.strip().splitlines() or ["no node that can run jobs"])[-1]
-        pytest.skip(f"SLURM is not up: sinfo: {why} (node states: {sorted(states)}; {START})")
-    return conf
 
 
 def test_sweep_through_submitit_lands_four_ok_records(slurm, tmp_path):

@@ -26,6 +26,8 @@ import orjson
 
 from labelbench.results.table import CHOICES, load_rows
 
+# Left in a run's checkpoint folder by a run stopped by a signal (labelbench.run.interrupted)
+STOPPED_NOTE = "stopped.json"
 MARKERS = ("runs", "running", "checkpoints", "hydra")  # what makes a folder a results folder
 DEFAULT_EVERY_S = 30.0  # a heartbeat's refresh interval when its file names none
 MISSED_BEATS = 3  # a heartbeat this many intervals old is stale: its run is killed or lost
@@ -342,6 +344,8 @@ def _checkpoint_runs(
         newest = _newest_mtime(entry.path)
         if now - newest > CHECKPOINT_FRESH_S or (row is not None and _mtime(row["path"]) >= newest):
             continue
+        if _mtime(os.path.join(entry.path, STOPPED_NOTE)) >= newest:
+            continue  # stopped by a signal after its last checkpoint: resumable, not running
         found.append(
             Live(
                 run_key=key,

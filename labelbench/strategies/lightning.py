@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import io
 import math
-import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -751,7 +750,7 @@ class LightningStrategy(Strategy):
 class StopOnSignal(pl.Callback):
     """Polls for a run's stop signal (labelbench.interrupt) at the end of each chunk of
     steps, after its validation: there it saves the fit's checkpoint (what ModelCheckpoint
-    saves at the same point; written whole or not at all) and stops the fit with
+    saves at the same point) and stops the fit with
     RunInterrupted, so that a relaunch resumes exactly where it stopped."""
 
     def __init__(self, stops: interrupt.StopSignals, path: Path | None) -> None:
@@ -779,10 +778,8 @@ class StopOnSignal(pl.Callback):
         signum = self.stops.pending
         if signum is None:
             return
-        if self.path is not None:
-            partial = self.path.with_name(f".{self.path.name}.partial")
-            trainer.save_checkpoint(partial)
-            os.replace(partial, self.path)
+        if self.path is not None:  # whole or not at all: CheckpointFile writes it
+            trainer.save_checkpoint(self.path)
         raise interrupt.RunInterrupted(signum, self.path, int(getattr(module, "steps_done", 0)))
 
 
