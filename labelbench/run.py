@@ -533,6 +533,9 @@ def main() -> None:
 
     register_configs()
     precheck(sys.argv[1:])
+    # A log line that cannot be written (a full disk under Hydra's run.log) is dropped rather
+    # than printed with a traceback: the run's own error line is the one that matters.
+    logging.raiseExceptions = False
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_hydra_main)()
 
 

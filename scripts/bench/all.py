@@ -2,7 +2,7 @@
 target, peak memory), and one JSON row per invocation appended to results/bench/history.jsonl
 with the machine it ran on.
 
-    .venv/bin/python scripts/bench/all.py [--only fit,demo,aggregate,dashboard,help,augment]
+    .venv/bin/python scripts/bench/all.py [--only fit,demo,aggregate,dashboard,status,help,augment]
         [--repeats 5]
         [--history results/bench/history.jsonl]
 
@@ -13,6 +13,8 @@ with the machine it ran on.
 - dashboard: scripts/bench/dashboard.py, `labelbench dashboard` over 100k records of two
   shapes (720 cells of many seeds; 33,600 cells of three): the file's size and the time to
   interactive in headless Chromium (a missed figure where Chromium is lacking);
+- status: scripts/bench/status.py, `labelbench status` over 100k records, a sweep folder of
+  2000 jobs and live and stale heartbeats, cold and warm record cache;
 - help: `labelbench --help`, median of fresh processes, and whether it imports torch;
 - augment: scripts/bench/augment_speed.py, the strong image view of one FixMatch step's
   unlabeled batch (448 3x32x32 images) against USB's per-image PIL pipeline on one core;
@@ -71,6 +73,10 @@ def bench_dashboard(repeats: int) -> list[dict]:
     return from_json("dashboard.py", [])
 
 
+def bench_status(repeats: int) -> list[dict]:
+    return from_json("status.py", [])
+
+
 def bench_demo(repeats: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="lb-bench-demo-") as results:
         t, code, peak = run_measured(
@@ -121,6 +127,7 @@ BENCHES = {
     "demo": bench_demo,
     "aggregate": bench_aggregate,
     "dashboard": bench_dashboard,
+    "status": bench_status,
     "help": bench_help,
     "augment": bench_augment,
 }
