@@ -97,10 +97,22 @@ def heavy_imports(code: str) -> list[str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    limits: dict[int, int] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `labelbench-run` (or `labelbench`) for real, in a subprocess, no stdin; `env`
-    adds to the environment."""
+    adds to the environment; `limits` sets resource limits in the child
+    ({resource.RLIMIT_FSIZE: bytes, ...}: a disk that fills, memory that runs out)."""
+
+    def limit() -> None:
+        import resource
+
+        for which, value in (limits or {}).items():
+            resource.setrlimit(which, (value, resource.getrlimit(which)[1]))
+
     exe, *rest = args
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
@@ -111,6 +123,7 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         env=env,
+        preexec_fn=limit if limits else None,
     )
 
 

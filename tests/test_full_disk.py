@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, run_here
+from conftest import ROOT, run_cli, run_here
 from labelbench.data.cache import EmbeddingCache
 from labelbench.data.encoders import Encoder, HashingEncoder
 from labelbench.data.lazy import ItemReader, LazyInputs, Streaming
@@ -30,30 +30,6 @@ from labelbench.results import RecordStore
 from labelbench.results.atomic import WriteError, atomic_write
 
 KB = 1024
-
-
-def run_limited(
-    *args: str, cwd: Path, limits: dict[int, int], timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """`labelbench-run ...` in a subprocess (as conftest.run_cli runs it) under resource
-    limits the test sets: {resource.RLIMIT_FSIZE: bytes, ...}."""
-
-    def limit() -> None:
-        for which, value in limits.items():
-            resource.setrlimit(which, (value, resource.getrlimit(which)[1]))
-
-    exe, *rest = args
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [str(BIN / exe), *rest],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=limit,
-    )
 
 
 def temp_files(folder: Path) -> list[Path]:
@@ -92,7 +68,7 @@ def test_full_disk_in_a_sweep_names_the_file_and_leaves_nothing_half_written(tmp
     it is one line on stderr and no record. The sweep goes on, exits 1, and a relaunch
     without the limit runs both to the end (nothing half-written is trusted)."""
     results = tmp_path / "results"
-    proc = run_limited(
+    proc = run_cli(
         "labelbench-run",
         *SWEEP,
         f"paths.results_dir={results}",

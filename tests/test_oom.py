@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import resource
 
-from test_full_disk import run_limited
+from conftest import run_cli
 
 GB = 1024**3
 LIMIT = 16 * GB
@@ -37,7 +37,7 @@ SWEEP = [
 
 def test_out_of_memory_fails_the_run_and_the_sweep_goes_on(tmp_path):
     results = tmp_path / "results"
-    proc = run_limited(
+    proc = run_cli(
         "labelbench-run",
         *SWEEP,
         f"paths.results_dir={results}",

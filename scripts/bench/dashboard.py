@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import aggregate
 
-from benchlib import BIN, cold_and_warm, figure
+from benchlib import BIN, cold_and_warm, figure, write_store
 from labelbench.results.dashboard import page_data
 
 # Realised statistics as reveal.accounting records them, per regime of aggregate.REGIMES
@@ -69,18 +68,6 @@ def records(n: int, variant: str):
         if r.choices["strategy"] in GPU_STRATEGIES:
             r.config["trainer"] = {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}
         yield r
-
-
-def generate(root: Path, n: int, variant: str, keep: bool) -> None:
-    runs = root / "runs"
-    if keep and runs.is_dir() and len(os.listdir(runs)) >= n:
-        return
-    shutil.rmtree(root, ignore_errors=True)
-    runs.mkdir(parents=True)
-    t = time.perf_counter()
-    for r in records(n, variant):  # RecordStore.write's bytes, without its per-file fsync
-        (runs / f"{r.run_key}.json").write_text(r.to_json())
-    print(f"[{variant}] generated {n} records in {time.perf_counter() - t:.0f} s")
 
 
 def in_browser(page_path: Path, metric: str) -> dict[str, float]:
@@ -160,7 +147,7 @@ def main() -> None:
     figures = []
     for variant in ("seeds", "cells") if args.variant == "both" else (args.variant,):
         root = Path(args.dir) / variant
-        generate(root, args.n, variant, args.keep)
+        write_store(root, args.n, records(args.n, variant), args.keep)
         figures += measure(root, variant)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -18,24 +18,11 @@ from pathlib import Path
 
 import aggregate
 
-from benchlib import BIN, cold_and_warm, figure
+from benchlib import BIN, cold_and_warm, figure, write_store
 from labelbench.results.atomic import atomic_write
 
 BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 RUNNING, STALE = 64, 16  # heartbeats: runs running now, and runs killed an hour ago
-
-
-def generate(root: Path, n: int, keep: bool) -> None:
-    """N records under root/runs (kept with --keep when enough are there already)."""
-    runs = root / "runs"
-    if keep and runs.is_dir() and len(os.listdir(runs)) >= n:
-        return
-    shutil.rmtree(root, ignore_errors=True)
-    runs.mkdir(parents=True)
-    t = time.perf_counter()
-    for r in aggregate.make_records(n):  # the bytes RecordStore.write writes, without fsync
-        (runs / f"{r.run_key}.json").write_text(r.to_json())
-    print(f"generated {n} records in {time.perf_counter() - t:.1f} s")
 
 
 def live_files(root: Path, jobs: int) -> None:
@@ -80,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(args.dir)
-    generate(root, args.n, args.keep)
+    write_store(root, args.n, aggregate.make_records(args.n), args.keep)
     live_files(root, args.jobs)
     cli = [str(BIN / "labelbench"), "status", str(root)]
     times = cold_and_warm(cli, root)
