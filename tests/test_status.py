@@ -26,9 +26,17 @@ from labelbench.results.status import (
 )
 from test_records import make_record
 
-NOW = time.time()
+NOW = time.time()  # the time the files' ages count from: each test's start (below)
 LONG = "CUDA out of memory. Tried to allocate 2.00 GiB " + "x" * 300
 BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Ages count from the test's start, not from the module's import: under xdist a test
+    may run minutes after its module was collected, and a 5 s old beat would be stale."""
+    global NOW
+    NOW = time.time()
 
 
 def record(key: str, status: str = "ok", *, total_s: float = 1.0, error=None, **choices):
