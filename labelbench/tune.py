@@ -26,6 +26,7 @@ re-exports the sweeper (hydra_plugins/labelbench_tune) on every start-up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -340,8 +341,8 @@ class Study:
     trials: list[Trial] = field(default_factory=list)
     optuna_study: Any = None
 
-    @property
-    def id(self) -> str:
+    @functools.cached_property
+    def id(self) -> str:  # read for every trial's overrides: hashed once
         s = self.settings
         blob = json.dumps(
             {

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchlib import BIN, cold_and_warm, figure
+from benchlib import BIN, cold_and_warm, figure, write_store
 from labelbench.results.record import RunRecord
 
 STRATEGIES = [
@@ -125,19 +125,7 @@ def main() -> None:
 
     root = Path(args.dir)
     runs = root / "runs"
-    if not (args.keep and runs.is_dir() and len(os.listdir(runs)) >= args.n):
-        shutil.rmtree(root, ignore_errors=True)
-        runs.mkdir(parents=True)
-        # Same bytes as RecordStore.write, without its per-file fsync: this is set-up, not the
-        # thing being measured.
-        t, _ = timed(
-            lambda: [
-                (runs / f"{r.run_key}.json").write_text(r.to_json()) for r in make_records(args.n)
-            ]
-        )
-        print(
-            f"generated {args.n} records in {t:.1f} s ({sum(f.stat().st_size for f in runs.iterdir()) / 1e6:.0f} MB)"
-        )
+    write_store(root, args.n, make_records(args.n), args.keep)  # set-up, not what is measured
     shutil.rmtree(root / ".cache", ignore_errors=True)
 
     from labelbench.results.table import load_rows
