@@ -226,11 +226,11 @@ def test_runs_end_to_end(regime, strategy, compose_fast):
 def test_items_without_votes_are_left_out(compose_fast):
     parts, task = _parts(compose_fast, "dawid_skene", "strategy.soft=true")
     pool = _pool(task, "crowd")
-    votes = pool.votes.copy()
+    votes = pool.votes.dense()
     votes[:7] = -1
     pool = _pool(task, "crowd", votes=votes)
     predictor = parts.strategy.fit(pool, task.view(), parts.model, parts.trainer, seed=0)
-    assert predictor.fit_info["unvoted"] == 7 + (~has_vote(pool.votes[7:])).sum()
+    assert predictor.fit_info["unvoted"] == 7 + (~has_vote(votes[7:])).sum()
     assert predictor.fit_info["trained_on"] == has_vote(pool.votes).sum()
     nothing = _pool(task, "crowd", votes=np.full_like(votes, -1))
     with pytest.raises(ValueError, match="no revealed item has a vote"):
@@ -290,7 +290,7 @@ def test_proden_resumes_exactly(compose_fast, tmp_path, monkeypatch):
 def test_soft_and_hard_dawid_skene_targets(compose_fast):
     parts, task = _parts(compose_fast, "dawid_skene")
     votes = _pool(task, "crowd").votes
-    votes = votes[has_vote(votes)]
+    votes = votes.take(np.flatnonzero(has_vote(votes)))
     hard, info = parts.strategy.targets(votes, task.num_classes, seed=0)
     assert hard.dtype == np.int64 and hard.shape == (len(votes),)
     assert 0 < info["mean_posterior_max"] <= 1

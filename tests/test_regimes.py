@@ -64,7 +64,8 @@ ALL = {
 def test_same_seed_same_annotations_other_seed_other_ones(digits, name):
     def annotations(seed):
         task, pool, acc = labelled(digits, ALL[name](), Total(150), seed=seed)
-        return (pool.indices, pool.labels, pool.votes, pool.candidates, task.split.test), acc
+        votes = None if pool.votes is None else pool.votes.dense()
+        return (pool.indices, pool.labels, votes, pool.candidates, task.split.test), acc
 
     (first, acc1), (again, acc2) = annotations(0), annotations(0)
     for a, b in zip(first, again, strict=True):
@@ -115,11 +116,12 @@ def test_crowd_votes_and_their_realised_accuracy(digits):
     _, pool, acc = labelled(digits, regime, Total(900))
     assert pool.kind == "crowd" and (pool.labels == -1).all()
     assert len(pool) == 300 and acc.cost == 900 and acc.budget_size == 900  # paid per annotation
-    assert pool.votes.shape == (300, 7)
-    assert ((pool.votes >= 0).sum(axis=1) == 3).all()  # three distinct annotators per item
+    votes = pool.votes.dense()
+    assert votes.shape == (300, 7) and pool.votes.n_votes == 900
+    assert ((votes >= 0).sum(axis=1) == 3).all()  # three distinct annotators per item
     truth = digits.y[pool.indices]
-    given = pool.votes >= 0
-    right = (pool.votes == truth[:, None]) & given
+    given = votes >= 0
+    right = (votes == truth[:, None]) & given
     assert acc.realised["annotation_acc"] == pytest.approx(right.sum() / given.sum())
     assert abs(acc.realised["annotation_acc"] - 0.7) < 0.05
     assert acc.realised["annotations"] == 900 and len(acc.realised["annotator_acc"]) == 7
@@ -130,7 +132,7 @@ def test_crowd_votes_and_their_realised_accuracy(digits):
 def test_crowd_annotators_have_their_own_confusions():
     y = rng().integers(0, 4, size=20_000)
     crowd = Crowd(annotators=2, per_item=2, accuracy=0.6, confusion="random")
-    votes = crowd.observe(Observed.of_labels(y), None, 4, rng(1)).votes
+    votes = crowd.observe(Observed.of_labels(y), None, 4, rng(1)).votes.dense()
     wrong = votes[:, 0] != y
     table = np.array(
         [np.bincount(votes[(y == c) & wrong, 0], minlength=4) for c in range(4)], dtype=float
@@ -157,7 +159,7 @@ def test_crowd_budget_is_counted_in_annotations(digits):
 @pytest.mark.parametrize("family", ["prototype", "threshold"])
 def test_weak_votes_cover_the_pool_with_reported_quality(digits, family):
     _, pool, acc = labelled(digits, Weak(lfs=20, family=family))
-    votes, truth = pool.votes, digits.y[pool.indices]
+    votes, truth = pool.votes.dense(), digits.y[pool.indices]
     assert pool.kind == "weak" and votes.shape == (len(digits.split.pool), 20)
     assert acc.cost == 200  # 20 LFs at 10 each; the votes are free
     fired = votes >= 0
@@ -333,9 +335,10 @@ def test_items_bought_one_at_a_time_get_the_answers_a_budget_reveals(digits, nam
     rows = [where[int(i)] for i in bought.indices]
     assert np.array_equal(bought.indices, task.split.pool[picks])
     assert np.array_equal(bought.labels, pool.labels[rows])
-    for field in ("votes", "candidates"):
-        mine, theirs = getattr(bought, field), getattr(pool, field)
-        assert (mine is None and theirs is None) or np.array_equal(mine, theirs[rows])
+    if pool.votes is not None:  # the votes bought are those of the same items in the pool
+        assert bought.votes == pool.votes.take(rows)
+    if pool.candidates is not None:
+        assert np.array_equal(bought.candidates, pool.candidates[rows])
     assert np.array_equal(bought.val_labels, pool.val_labels)
     assert len(bought.unlabeled) == len(task.split.pool) - 40
     with pytest.raises(ValueError, match="bought only once"):

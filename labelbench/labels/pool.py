@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from labelbench.labels.votes import Votes, as_votes
+
 # What a regime's annotations are, and so which strategies can learn from them.
 KINDS = ("labels", "crowd", "weak", "partial")
 NO_LABEL = -1  # in `labels`: the regime gives no single label; in `votes`: no vote (abstain)
@@ -19,12 +21,8 @@ def _readonly(a: np.ndarray | None, dtype: type) -> np.ndarray | None:
     return a
 
 
-def vote_counts(votes: np.ndarray, num_classes: int) -> np.ndarray:
-    """(items, classes): how many sources voted for each class (-1 = no vote)."""
-    counts = np.zeros((len(votes), num_classes), dtype=np.int64)
-    i, s = np.nonzero(votes != NO_LABEL)
-    np.add.at(counts, (i, votes[i, s]), 1)
-    return counts
+def _votes(votes: Votes | np.ndarray | None) -> Votes | None:
+    return None if votes is None else as_votes(votes)
 
 
 @dataclass(frozen=True)
@@ -32,26 +30,27 @@ class Observed:
     """The annotations of n items, row-aligned with the items a regime was given.
 
     kind 'labels': `labels` holds one observed class per item (clean or noisy).
-    kind 'crowd' / 'weak': `votes[i, s]` is the class source s (an annotator, a labeling
-    function) gave item i, or -1 for none (not asked, abstained); `labels` is all -1.
+    kind 'crowd' / 'weak': `votes` holds what the sources (annotators, labeling functions)
+    said, as sparse triples (labels.votes.Votes; an (n, sources) matrix with -1 for no vote
+    is taken too and made into Votes); `labels` is all -1.
     kind 'partial': `candidates[i]` marks the classes item i may have (a candidate set; a
     complementary label is a set of all classes but one); `labels` is all -1."""
 
     kind: str
     labels: np.ndarray
-    votes: np.ndarray | None = None  # (n, sources) int64, -1 = no vote
+    votes: Votes | None = None  # n items' votes, from any number of sources
     candidates: np.ndarray | None = None  # (n, num_classes) bool
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} is not one of {', '.join(KINDS)}")
         object.__setattr__(self, "labels", _readonly(self.labels, np.int64))
-        object.__setattr__(self, "votes", _readonly(self.votes, np.int64))
+        object.__setattr__(self, "votes", _votes(self.votes))
         object.__setattr__(self, "candidates", _readonly(self.candidates, bool))
         n = len(self.labels)
         for name in ("votes", "candidates"):
             a = getattr(self, name)
-            if a is not None and (a.ndim != 2 or len(a) != n):
+            if a is not None and (len(a.shape) != 2 or len(a) != n):
                 raise ValueError(f"{name} must have one row per item ({n}), got {a.shape}")
         need = {"crowd": "votes", "weak": "votes", "partial": "candidates"}.get(self.kind)
         if need and getattr(self, need) is None:
@@ -71,7 +70,7 @@ class Observed:
         return replace(
             self,
             labels=self.labels[pick],
-            votes=None if self.votes is None else self.votes[pick],
+            votes=None if self.votes is None else self.votes.take(pick),
             candidates=None if self.candidates is None else self.candidates[pick],
         )
 
@@ -96,9 +95,9 @@ class LabelPool:
     val_labels: np.ndarray
     num_classes: int
     kind: str = "labels"
-    votes: np.ndarray | None = None  # (revealed, sources): a class per source, -1 = no vote
+    votes: Votes | None = None  # the revealed items' votes (item r: the r-th revealed)
     candidates: np.ndarray | None = None  # (revealed, num_classes) bool
-    val_votes: np.ndarray | None = None  # (validation items, sources), -1 = no vote
+    val_votes: Votes | None = None  # the sources' votes on the validation items
     # Unlabeled-only items (no label exists, none can be bought: STL-10's unlabeled split):
     # unlabeled data beside `unlabeled`, never a query candidate.
     extra: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -107,7 +106,7 @@ class LabelPool:
         for name in ("indices", "labels", "unlabeled", "val_indices", "val_labels", "extra"):
             object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
         for name in ("votes", "val_votes"):
-            object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
+            object.__setattr__(self, name, _votes(getattr(self, name)))
         object.__setattr__(self, "candidates", _readonly(self.candidates, bool))
         if len(self.indices) != len(self.labels):
             raise ValueError("one observed label per revealed index is required")
@@ -115,7 +114,7 @@ class LabelPool:
             raise ValueError("one observed label per validation index is required")
         if self.val_votes is not None and (
             self.votes is None
-            or self.val_votes.shape != (len(self.val_indices), self.votes.shape[1])
+            or self.val_votes.shape != (len(self.val_indices), self.votes.n_sources)
         ):
             raise ValueError(
                 "val_votes must have one row per validation item and one column per source of votes"

@@ -22,6 +22,7 @@ import numpy as np
 
 from labelbench.config import ConfigError
 from labelbench.labels.pool import Observed
+from labelbench.labels.votes import Votes
 
 
 class Regime:
@@ -62,6 +63,11 @@ class Regime:
             return np.asarray(y, dtype=np.int64)
         return self.observe(Observed.of_labels(y), None, num_classes, rng).labels
 
+    def check_dataset(self, size: int) -> None:
+        """Refuse a dataset this regime cannot annotate (a vote file naming an item the
+        dataset of `size` items lacks) by raising ConfigError. Called before the split is
+        shaped, before any label is drawn."""
+
     def check_items(self, items: np.ndarray) -> None:
         """Refuse dataset items this regime cannot annotate (a label file without a row for
         one of them) by raising ConfigError. `items`: the dataset indices of the pool and
@@ -91,15 +97,16 @@ class Regime:
         are `x`."""
         return self.observe_val(y, num_classes, rng)
 
-    def observe_val_votes(self, x: np.ndarray) -> np.ndarray | None:
-        """(items, sources) votes of the regime's sources on validation items with inputs x
+    def observe_val_votes(self, x: np.ndarray) -> Votes | None:
+        """The votes of the regime's sources on validation items with inputs x
         (labeling functions: the same LFs `observe` wrote), drawing nothing at random; None
         where the sources cannot vote on them (crowd annotators are asked about the pool)."""
         return None
 
-    def cost(self, n_items: int) -> float:
-        """Label cost of `n_items` revealed pool items (one unit each by default)."""
-        return float(n_items)
+    def cost(self, bought: Observed) -> float:
+        """Label cost of the revealed pool items, whose annotations are `bought` (one unit an
+        item by default; crowds are paid per vote)."""
+        return float(len(bought))
 
     def stats(self, observed: Observed, y_true: np.ndarray) -> dict[str, float | list]:
         """What the regime realised on the revealed items (votes' accuracy ...), for the
@@ -174,6 +181,10 @@ class Stack(Regime):
             y = stage.observe_val(y, num_classes, rng)
         return y
 
+    def check_dataset(self, size):
+        for stage in self.stages:
+            stage.check_dataset(size)
+
     def check_items(self, items):
         for stage in self.stages:
             stage.check_items(items)
@@ -191,8 +202,8 @@ class Stack(Regime):
     def observe_val_votes(self, x):
         return self.stages[-1].observe_val_votes(x)  # only the last stage can give votes
 
-    def cost(self, n_items: int) -> float:
-        return self.stages[-1].cost(n_items)  # the last stage's annotators are paid
+    def cost(self, bought: Observed) -> float:
+        return self.stages[-1].cost(bought)  # the last stage's annotators are paid
 
     def stats(self, observed, y_true):
         return self.stages[-1].stats(observed, y_true)

@@ -15,6 +15,7 @@ from labelbench.data.task import TaskData
 from labelbench.labels.budget import Budget, reveal_order
 from labelbench.labels.pool import LabelPool, Observed
 from labelbench.labels.regime import Regime
+from labelbench.labels.votes import Votes
 from labelbench.labels.weak import lf_analysis
 
 # Independent random streams per purpose, so that e.g. changing the regime's draws never
@@ -30,6 +31,7 @@ def shape(task: TaskData, regime: Regime, seed: int, split_seed: int) -> TaskDat
     """The task with the pool and test split the regime leaves (the same task when it
     keeps both). Raises ConfigError when nothing would be left of either, or when the
     regime cannot annotate the pool and validation items left (`Regime.check_items`)."""
+    regime.check_dataset(len(task.y))
     rng = _rng(seed, split_seed, _STREAM_SHAPE)
     k = task.num_classes
     split = task.split
@@ -86,7 +88,7 @@ class Annotations:
     val: np.ndarray  # dataset indices of the validation items
     val_labels: np.ndarray  # their single labels, row-aligned with `val`
     num_classes: int
-    val_votes: np.ndarray | None = None  # labeling functions' votes on `val` (weak regimes)
+    val_votes: Votes | None = None  # labeling functions' votes on `val` (weak regimes)
     extra: np.ndarray | None = None  # the unlabeled-only items (Split.unlabeled)
 
     def label_pool(self, revealed: np.ndarray, val_positions: np.ndarray) -> LabelPool:
@@ -102,7 +104,7 @@ class Annotations:
             val_indices=self.val[val_positions],
             val_labels=self.val_labels[val_positions],
             num_classes=self.num_classes,
-            val_votes=None if self.val_votes is None else self.val_votes[val_positions],
+            val_votes=None if self.val_votes is None else self.val_votes.take(val_positions),
             extra=self.extra,
         )
 
@@ -245,7 +247,7 @@ class Labeler:
         val_votes = self.annotations.val_votes
         if val_votes is not None and bought.votes is not None:  # labeling functions
             realised["lf_analysis"] = lf_analysis(
-                bought.votes, val_votes[val_pos], observed_val[val_pos]
+                bought.votes, val_votes.take(val_pos), observed_val[val_pos]
             )
         paid_val = len(val_pos) if self.budget.val_paid else 0
         return LabelAccounting(
@@ -254,7 +256,7 @@ class Labeler:
             count=len(revealed),
             val_count=len(val_pos),
             val_paid=self.budget.val_paid,
-            cost=regime.cost(len(revealed)) + paid_val,
+            cost=regime.cost(bought) + paid_val,
             noise_rate=noise_rate,
             indices=[int(i) for i in pool[revealed]],
             regime=regime.label(),

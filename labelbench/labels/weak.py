@@ -23,6 +23,7 @@ import numpy as np
 from labelbench.config import ConfigError, check_int, check_number
 from labelbench.labels.pool import NO_LABEL, Observed
 from labelbench.labels.regime import Regime
+from labelbench.labels.votes import Votes, as_votes
 
 FAMILIES = ("prototype", "threshold")
 Rule = Callable[[np.ndarray], np.ndarray]  # inputs (n, features) -> (n,) bool: the LF fires
@@ -78,17 +79,21 @@ class Weak(Regime):
         ]
         return Observed("weak", np.full(len(y), NO_LABEL), votes=self.apply(x))
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """(items, lfs) votes of the LFs fitted by the last `observe` on inputs x."""
+    def apply(self, x: np.ndarray) -> Votes:
+        """The votes of the LFs fitted by the last `observe` on inputs x (LF j is source j)."""
         if self.rules is None:
             raise ValueError("the labeling functions are written by observe; call it first")
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        votes = np.full((len(x), len(self.rules)), NO_LABEL, dtype=np.int64)
-        for j, (target, fires) in enumerate(self.rules):
-            votes[fires(x), j] = target
-        return votes
+        fired = [np.flatnonzero(fires(x)) for _, fires in self.rules]
+        return Votes(
+            np.concatenate([np.zeros(0, dtype=np.int64), *fired]),
+            np.repeat(np.arange(len(fired)), [len(f) for f in fired]),
+            np.repeat([target for target, _ in self.rules], [len(f) for f in fired]),
+            len(x),
+            len(self.rules),
+        )
 
-    def observe_val_votes(self, x: np.ndarray) -> np.ndarray:
+    def observe_val_votes(self, x: np.ndarray) -> Votes:
         return self.apply(x)
 
     def _prototype(self, x_dev, y_dev, target, rng) -> Rule:
@@ -126,20 +131,19 @@ class Weak(Regime):
         f, t, above = best
         return lambda x: x[:, f] > t if above else x[:, f] < t
 
-    def cost(self, n_items: int) -> float:
+    def cost(self, bought: Observed) -> float:
         return float(self.lfs * self.cost_per_lf)  # votes are free; writing the LFs is not
 
     def stats(self, observed, y_true):
         votes, y_true = observed.votes, np.asarray(y_true)
         if len(votes) == 0:
             return {"lfs": self.lfs}
-        fired = votes >= 0
         analysis = lf_analysis(votes)
         accuracy = _accuracy(votes, y_true)
         return {
             "lfs": self.lfs,
             "lf_coverage": float(np.mean(analysis["lf_coverage"])),
-            "lf_accuracy": float(np.nanmean(accuracy)) if fired.any() else 0.0,
+            "lf_accuracy": float(np.nanmean(accuracy)) if votes.n_votes else 0.0,
             "covered": analysis["coverage"],
             "overlap": analysis["overlap"],
             "conflict": analysis["conflict"],
@@ -151,49 +155,58 @@ class Weak(Regime):
         return f"weak({self.lfs} {self.family})"
 
 
-def _accuracy(votes: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _accuracy(votes: Votes, y: np.ndarray) -> np.ndarray:
     """(sources,) the share of each source's votes that equal y; NaN for a silent source."""
-    fired = votes >= 0
-    right = ((votes == np.asarray(y)[:, None]) & fired).sum(axis=0)
-    return np.divide(
-        right, fired.sum(axis=0), out=np.full(votes.shape[1], np.nan), where=fired.any(axis=0)
+    right = np.bincount(
+        votes.source, weights=votes.label == np.asarray(y)[votes.item], minlength=votes.n_sources
     )
+    fired = votes.per_source()
+    return np.divide(right, fired, out=np.full(votes.n_sources, np.nan), where=fired > 0)
 
 
 def lf_analysis(
-    votes: np.ndarray, val_votes: np.ndarray | None = None, val_labels: np.ndarray | None = None
+    votes: Votes | np.ndarray,
+    val_votes: Votes | np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Snorkel's LF analysis (snorkel.labeling.LFAnalysis, the same definitions) of an
-    (items, LFs) vote matrix, -1 = abstain. Per LF, lists with one entry per LF:
-    `lf_coverage` the share of the items it votes on; `lf_overlap` the share of the items it
-    votes on with another LF voting too; `lf_conflict` the share of the items it votes on
-    with another LF voting a different class (all three over all items, as Snorkel's).
-    Overall: `coverage`, `overlap`, `conflict`, the share of items with a vote, with two or
-    more, with two different classes. With the LFs' votes on labeled validation items (the
-    gold dev set): `lf_val_acc`, the share of each LF's votes there that are right (None for
-    an LF that never votes there, where Snorkel's lf_empirical_accuracies gives 0), and
-    `val_acc`, their mean over the LFs that voted (None if none did)."""
-    votes = np.asarray(votes)
+    """Snorkel's LF analysis (snorkel.labeling.LFAnalysis, the same definitions) of the LFs'
+    votes (sparse triples, or an (items, LFs) matrix with -1 = abstain). Per LF, lists with
+    one entry per LF: `lf_coverage` the share of the items it votes on; `lf_overlap` the
+    share of the items it votes on with another LF voting too; `lf_conflict` the share of
+    the items it votes on with another LF voting a different class (all three over all
+    items, as Snorkel's). Overall: `coverage`, `overlap`, `conflict`, the share of items
+    with a vote, with two or more, with two different classes. With the LFs' votes on
+    labeled validation items (the gold dev set): `lf_val_acc`, the share of each LF's votes
+    there that are right (None for an LF that never votes there, where Snorkel's
+    lf_empirical_accuracies gives 0), and `val_acc`, their mean over the LFs that voted
+    (None if none did)."""
+    votes = as_votes(votes)
     n, m = votes.shape
-    fired = votes >= 0
-    per_item = fired.sum(axis=1)
-    # Two different classes among an item's votes: its largest vote differs from a fired one.
-    top = np.where(fired, votes, NO_LABEL).max(axis=1, initial=NO_LABEL)
-    conflicted = (fired & (votes != top[:, None])).any(axis=1)
+    per_item = votes.per_item()
+    # Two different classes among an item's votes: one of its votes differs from its largest.
+    top = np.full(n, NO_LABEL)
+    np.maximum.at(top, votes.item, votes.label)
+    differs = votes.label != top[votes.item]
+    conflicted = np.bincount(votes.item, weights=differs, minlength=n) > 0
     share = 1.0 / max(n, 1)
+
+    def per_lf(on: np.ndarray) -> list[float]:  # per LF: its votes on items where `on` holds
+        counts = np.bincount(votes.source, weights=on[votes.item], minlength=m)
+        return [float(c) for c in counts * share]
+
     out: dict[str, Any] = {
         "items": int(n),
         "lfs": int(m),
         "coverage": float(np.mean(per_item > 0)) if n else 0.0,
         "overlap": float(np.mean(per_item > 1)) if n else 0.0,
         "conflict": float(np.mean(conflicted)) if n else 0.0,
-        "lf_coverage": [float(c) for c in fired.sum(axis=0) * share],
-        "lf_overlap": [float(c) for c in (fired & (per_item > 1)[:, None]).sum(axis=0) * share],
-        "lf_conflict": [float(c) for c in (fired & conflicted[:, None]).sum(axis=0) * share],
+        "lf_coverage": [float(c) for c in votes.per_source() * share],
+        "lf_overlap": per_lf(per_item > 1),
+        "lf_conflict": per_lf(conflicted),
     }
     if val_votes is not None:
-        val_votes = np.asarray(val_votes)
-        if val_labels is None or len(val_labels) != len(val_votes) or val_votes.shape[1] != m:
+        val_votes = as_votes(val_votes)
+        if val_labels is None or len(val_labels) != len(val_votes) or val_votes.n_sources != m:
             raise ValueError("val_votes need one label per row and one column per LF")
         accuracy = _accuracy(val_votes, val_labels)
         voted = ~np.isnan(accuracy)

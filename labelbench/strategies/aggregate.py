@@ -1,52 +1,49 @@
 """Turning many votes per item into one target: majority vote, the vote distribution and
-Dawid–Skene. Plain numpy, no torch.
+Dawid–Skene. numpy and scipy.sparse, no torch.
 
-`votes` is an (items, sources) integer matrix: `votes[i, s]` is the class source s (a crowd
-annotator, a labeling function) gave item i, or -1 where it gave none (not asked, abstained).
-Every function treats -1 as missing, never as a class.
+Votes are sparse (item, source, label) triples (labels.votes.Votes); every function also
+takes an (items, sources) matrix with -1 where a source gave no vote (not asked,
+abstained). Each works in memory that grows with the number of votes and items x classes,
+never items x sources.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 
-from labelbench.labels.pool import vote_counts as pool_vote_counts
+from labelbench.labels.votes import NO_VOTE, Votes, as_votes
 
-NO_VOTE = -1
 TIES = ("random", "lowest")
+# Dawid–Skene's E-step runs over blocks of this many items, whose arrays stay in the cache,
+# on up to THREADS threads (numpy and scipy.sparse release the GIL in their loops).
+BLOCK = 8192
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def _check_votes(votes: np.ndarray, num_classes: int) -> np.ndarray:
-    votes = np.asarray(votes)
-    if votes.ndim != 2:
-        raise ValueError(f"votes must be (items, sources), got shape {votes.shape}")
-    if votes.size and (votes.min() < NO_VOTE or votes.max() >= num_classes):
-        raise ValueError(f"votes must be classes 0..{num_classes - 1} or {NO_VOTE} (no vote)")
-    return votes.astype(np.int64, copy=False)
+def _check_votes(votes: Votes | Any, num_classes: int) -> Votes:
+    votes = as_votes(votes)
+    votes.check_classes(num_classes)
+    return votes
 
 
-def one_hot_votes(votes: np.ndarray, num_classes: int) -> np.ndarray:
-    """(items, sources, classes) float: 1 at each vote, all zeros where a source gave none."""
-    votes = _check_votes(votes, num_classes)
-    out = np.zeros((*votes.shape, num_classes))
-    i, s = np.nonzero(votes != NO_VOTE)
-    out[i, s, votes[i, s]] = 1.0
-    return out
-
-
-def has_vote(votes: np.ndarray) -> np.ndarray:
+def has_vote(votes: Votes | Any) -> np.ndarray:
     """(items,) bool: the items at least one source voted on (the others carry no label)."""
-    return (np.asarray(votes) != NO_VOTE).any(axis=1)
+    return as_votes(votes).has_vote()
 
 
-def vote_counts(votes: np.ndarray, num_classes: int) -> np.ndarray:
+def vote_counts(votes: Votes | Any, num_classes: int) -> np.ndarray:
     """(items, classes): how many sources voted for each class."""
-    return pool_vote_counts(_check_votes(votes, num_classes), num_classes)
+    return as_votes(votes).counts(num_classes)
 
 
-def vote_distribution(votes: np.ndarray, num_classes: int) -> np.ndarray:
+def vote_distribution(votes: Votes | Any, num_classes: int) -> np.ndarray:
     """(items, classes), rows summing to 1: the share of each item's votes per class (soft
     targets). An item without a vote gets the uniform row."""
     counts = vote_counts(votes, num_classes).astype(float)
@@ -55,7 +52,7 @@ def vote_distribution(votes: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def majority_vote(
-    votes: np.ndarray, num_classes: int, ties: str = "random", seed: int = 0
+    votes: Votes | Any, num_classes: int, ties: str = "random", seed: int = 0
 ) -> np.ndarray:
     """(items,) the most voted class per item; -1 for an item without a vote.
 
@@ -91,8 +88,58 @@ class DawidSkeneFit:
     converged: bool
 
 
+def _indicator(votes: Votes, width: int) -> Any:
+    """(items, sources * width) sparse 0/1 matrix: row i has a 1 at column s * width + l for
+    each vote l of source s on item i. Its products with dense (items or sources * width,
+    classes) matrices are Dawid–Skene's two steps, at a cost that grows with the votes."""
+    from scipy import sparse  # here, so that importing the strategies stays light
+
+    return sparse.csr_matrix(
+        (np.ones(votes.n_votes), (votes.item, votes.source * width + votes.label)),
+        shape=(votes.n_items, votes.n_sources * width),
+    )
+
+
+def _e_step(
+    given: Any,
+    per_vote: np.ndarray,
+    base: np.ndarray,
+    old: np.ndarray,
+    out: np.ndarray,
+    ones: np.ndarray,
+    ones_k: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """Dawid–Skene's E-step on one block of items (`given`: their rows of the vote
+    indicator): their posteriors into `out`; the largest change from `old`, and the block's
+    posterior mass per class (for the next M-step's priors)."""
+    log_p = given @ per_vote
+    log_p += base
+    _normalise_exp(log_p, out, ones_k)
+    np.subtract(out, old, out=log_p)  # log_p is spent: reuse it for the change
+    return float(np.abs(log_p, out=log_p).max()), ones[: len(out)] @ out
+
+
+def _normalise_exp(log_p: np.ndarray, out: np.ndarray, ones_k: np.ndarray) -> None:
+    """Rows of exp(log_p) scaled to sum to 1, into `out` (log_p is overwritten).
+
+    Shifted by each row's mean, a product with ones (BLAS, where numpy's row-wise max over
+    a short axis is slow), which keeps the largest entry >= 1, so no row sums to 0; a row
+    whose spread would overflow exp (a max more than ~700 above the mean: very many votes)
+    is shifted by its max instead. Any shift gives the same rows once scaled."""
+    k = log_p.shape[1]
+    log_p -= (log_p @ ones_k)[:, None] / k
+    np.exp(log_p, out=out)
+    total = out @ ones_k
+    wide = ~np.isfinite(total)
+    if wide.any():
+        rows = log_p[wide]
+        out[wide] = np.exp(rows - rows.max(axis=1, keepdims=True))
+        total[wide] = out[wide] @ ones_k
+    out /= total[:, None]
+
+
 def dawid_skene(
-    votes: np.ndarray,
+    votes: Votes | Any,
     num_classes: int,
     max_iter: int = 200,
     tol: float = 1e-5,
@@ -104,15 +151,19 @@ def dawid_skene(
     Starts from majority vote (a one-hot posterior per item; ties split evenly among the
     tied classes), then alternates the M-step (priors and confusions from the posteriors,
     each count plus `smoothing` > 0: Laplace smoothing, so a source that never saw a class
-    gets a uniform row rather than zeros, and no posterior becomes 0/0) and the E-step (posteriors from priors and the
-    confusions of the sources that voted). Stops when no posterior moves by more than `tol`,
-    or after `max_iter` iterations.
+    gets a uniform row rather than zeros, and no posterior becomes 0/0) and the E-step
+    (posteriors from priors and the confusions of the sources that voted). Stops when no
+    posterior moves by more than `tol`, or after `max_iter` iterations.
 
     abstain False: a missing vote is left out of both steps (missing at random: a crowd
-    annotator who was not asked). abstain True: -1 is one more thing a source can say, with
-    its own probability per true class (the last column of the confusions), as labeling
-    functions' abstains are: a function that votes for one class only carries its
-    information in when it fires and when it abstains, which missing-at-random would lose."""
+    annotator who was not asked). abstain True: no vote is one more thing a source can say,
+    with its own probability per true class (the last column of the confusions), as
+    labeling functions' abstains are: a function that votes for one class only carries its
+    information in when it fires and when it abstains, which missing-at-random would lose.
+
+    Both steps are sparse products over the votes (an abstain is what is left of a source's
+    counts once its votes are taken out), so time and memory grow with the votes, items x
+    classes and sources x classes^2, never with items x sources."""
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"max_iter={max_iter} must be a positive integer")
     if not tol > 0:
@@ -120,34 +171,61 @@ def dawid_skene(
     if not smoothing > 0:
         raise ValueError(f"smoothing={smoothing} must be positive")
     votes = _check_votes(votes, num_classes)
-    k = num_classes
-    if abstain:  # the abstain is class k of what a source says
-        onehot = one_hot_votes(np.where(votes == NO_VOTE, k, votes), k + 1)
-    else:
-        onehot = one_hot_votes(votes, k)  # (n, sources, k); all zeros where no vote
-    n, sources, _ = onehot.shape
-    counts = onehot[:, :, :k].sum(axis=1)
+    k, n, sources = num_classes, votes.n_items, votes.n_sources
+    said_width = k + 1 if abstain else k  # with abstain, column k is "no vote"
+    given = _indicator(votes, k)  # (n, sources * k)
+    counts = votes.counts(k)
     top = (counts == counts.max(axis=1, keepdims=True)).astype(float)
     posteriors = top / top.sum(axis=1, keepdims=True)  # no vote: every class tied -> uniform
 
     converged, iterations = False, 0
     priors = np.full(k, 1.0 / k)
-    confusions = np.full((sources, k, onehot.shape[2]), 1.0 / onehot.shape[2])
-    while iterations < max_iter:
-        iterations += 1
-        # M-step: expected counts under the current posteriors, Laplace-smoothed.
-        priors = posteriors.sum(axis=0) + smoothing
-        priors /= priors.sum()
-        said = np.einsum("ij,isl->sjl", posteriors, onehot) + smoothing
-        confusions = said / said.sum(axis=2, keepdims=True)
-        # E-step: log prior + the log-likelihood of each given vote, per true class.
-        log_post = np.log(priors) + np.einsum("isl,sjl->ij", onehot, np.log(confusions))
-        log_post -= log_post.max(axis=1, keepdims=True)
-        new = np.exp(log_post)
-        new /= new.sum(axis=1, keepdims=True)
-        change = np.abs(new - posteriors).max() if n else 0.0
-        posteriors = new
-        if change < tol:
-            converged = True
-            break
+    # Held as said[s, l, j] = P(source s says l | true class j): rows s * k + l are `given`'s
+    # columns, so both steps are plain products; transposed to [s, j, l] on the way out.
+    said = np.full((sources, said_width, k), 1.0 / said_width)
+    blocks = [slice(a, min(a + BLOCK, n)) for a in range(0, n, BLOCK)]
+    rows = [given[b] for b in blocks]
+    ones, ones_k = np.ones(min(n, BLOCK)), np.ones(k)
+    new = np.empty_like(posteriors)  # the next posteriors; the two swap every iteration
+    mass = np.ones(n) @ posteriors  # (k,) expected items per true class
+    threads = min(len(blocks), THREADS)
+    with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+        run = pool.map if pool else map
+        while iterations < max_iter:
+            iterations += 1
+            # M-step: expected counts under the current posteriors, Laplace-smoothed.
+            priors = mass + smoothing
+            priors /= priors.sum()
+            said[:, :k] = (given.T @ posteriors).reshape(sources, k, k)
+            if abstain:  # every item a source gave no vote on is one of its abstains
+                said[:, k] = mass - said[:, :k].sum(axis=1)
+            said += smoothing
+            said /= said.sum(axis=1, keepdims=True)
+            # E-step: log prior + the log-likelihood of what each source said, per true class.
+            log_said = np.log(said)
+            if abstain:  # every source abstains, except where it voted: swap those terms
+                per_vote = log_said[:, :k] - log_said[:, k:]
+                base = np.log(priors) + log_said[:, k].sum(axis=0)
+            else:
+                per_vote, base = log_said, np.log(priors)
+            per_vote = per_vote.reshape(sources * k, k)
+            done = list(
+                run(
+                    _e_step,
+                    rows,
+                    repeat(per_vote),
+                    repeat(base),
+                    [posteriors[b] for b in blocks],
+                    [new[b] for b in blocks],
+                    repeat(ones),
+                    repeat(ones_k),
+                )
+            )
+            change = max((c for c, _ in done), default=0.0)
+            mass = sum((m for _, m in done), np.zeros(k))
+            posteriors, new = new, posteriors
+            if change < tol:
+                converged = True
+                break
+    confusions = np.ascontiguousarray(said.transpose(0, 2, 1))
     return DawidSkeneFit(posteriors, confusions, priors, iterations, converged)

@@ -16,20 +16,19 @@ from typing import Any
 import numpy as np
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
-from labelbench.strategies.aggregate import NO_VOTE
+from labelbench.labels.votes import Votes, as_votes
 from labelbench.strategies.votes import FromVotes
 
 MACE_METHODS = ("vb", "em")
 
 
-def votes_frame(votes: np.ndarray) -> Any:
-    """crowd-kit's input, a pandas DataFrame with a row per given vote: `task` the item's row
-    in `votes`, `worker` its column (the annotator), `label` the class."""
+def votes_frame(votes: Votes | np.ndarray) -> Any:
+    """crowd-kit's input, a pandas DataFrame with a row per given vote: `task` the item,
+    `worker` the source (the annotator), `label` the class: our triples as they are."""
     import pandas as pd
 
-    votes = np.asarray(votes)
-    i, s = np.nonzero(votes != NO_VOTE)
-    return pd.DataFrame({"task": i, "worker": s, "label": votes[i, s]})
+    votes = as_votes(votes)
+    return pd.DataFrame({"task": votes.item, "worker": votes.source, "label": votes.label})
 
 
 def _table(frame: Any, n: int, num_classes: int) -> np.ndarray:

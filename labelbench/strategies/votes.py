@@ -18,10 +18,10 @@ import torch
 
 from labelbench.config import ConfigError, check_flag, check_int, check_number
 from labelbench.labels.pool import LabelPool
+from labelbench.labels.votes import Votes, as_votes
 from labelbench.strategies.aggregate import (
     TIES,
     dawid_skene,
-    has_vote,
     majority_vote,
     vote_counts,
     vote_distribution,
@@ -39,9 +39,10 @@ class FromVotes(LightningStrategy):
     module_class = SupervisedModule
 
     def targets(
-        self, votes: np.ndarray, num_classes: int, seed: int
+        self, votes: Votes, num_classes: int, seed: int
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """For votes of items that all have one at least: (items,) class ids or (items,
+        """For the votes on items that all have one at least (sparse triples; an (items,
+        sources) matrix, -1 for no vote, is taken too): (items,) class ids or (items,
         classes) probabilities, and floats for fit_info."""
         raise NotImplementedError
 
@@ -55,10 +56,10 @@ class FromVotes(LightningStrategy):
         seed: int,
         checkpoint=None,
     ) -> NetPredictor:
-        voted = has_vote(pool.votes)
+        voted = pool.votes.has_vote()
         if not voted.any():
             raise ValueError("no revealed item has a vote to train on")
-        y, info = self.targets(pool.votes[voted], pool.num_classes, seed)
+        y, info = self.targets(pool.votes.take(np.flatnonzero(voted)), pool.num_classes, seed)
         data = self.tensors(pool, task)
         data["train_idx"] = torch.tensor(pool.indices[voted])
         # Probabilities as float32, the network's dtype; class ids stay int64.
@@ -159,13 +160,15 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def snorkel_label_model(
-    votes: np.ndarray, num_classes: int, seed: int, settings: dict[str, Any]
+    votes: Votes | np.ndarray, num_classes: int, seed: int, settings: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Snorkel's LabelModel (Ratner et al. 2019; snorkel.labeling.model) fitted on an (items,
-    LFs) vote matrix, whose abstain is -1 as ours: (items, classes) posteriors, and floats
-    for fit_info. `settings` go to LabelModel.fit; class_balance stays None (uniform)."""
+    """Snorkel's LabelModel (Ratner et al. 2019; snorkel.labeling.model) fitted on the LFs'
+    votes: (items, classes) posteriors, and floats for fit_info. Snorkel takes a dense
+    (items, LFs) matrix with -1 for an abstain, as ours; LFs are few, so it is small.
+    `settings` go to LabelModel.fit; class_balance stays None (uniform)."""
     import random
 
+    votes = as_votes(votes).dense()
     # fit seeds Python's, numpy's and torch's global generators with `seed`, and importing
     # snorkel draws from numpy's (a default seed): put them back, so a label model leaves no
     # trace on what the run draws afterwards.
@@ -224,7 +227,7 @@ class LabelModel(DawidSkene):
 
     def check(self, pool: LabelPool, task) -> None:
         super().check(pool, task)
-        sources = 0 if pool.votes is None else pool.votes.shape[1]
+        sources = 0 if pool.votes is None else pool.votes.n_sources
         if self.backend == "snorkel" and sources < 3:
             raise ConfigError(
                 f"backend=snorkel needs 3 labeling functions at least (Snorkel's LabelModel);"
