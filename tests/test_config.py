@@ -27,6 +27,7 @@ NEEDS = {
     ("dataset", "hub"): ["dataset.name=uoft-cs/cifar10", "dataset.input_column=img"],
     ("regime", "transition"): [f"regime.matrix={TEN_CLASS_NOISE}".replace(" ", "")],
     ("regime", "label_file"): ["regime.path=tests/data/tiny_noisy_labels.csv"],
+    ("regime", "vote_file"): ["regime.path=tests/data/tiny_votes.csv"],
 }
 
 

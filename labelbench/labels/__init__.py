@@ -17,6 +17,7 @@ from labelbench.labels.reveal import (
     reveal,
     shape,
 )
+from labelbench.labels.vote_file import VoteFile
 from labelbench.labels.weak import Weak
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Symmetric",
     "Total",
     "Transition",
+    "VoteFile",
     "Weak",
     "annotate",
     "reveal",
