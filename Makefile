@@ -32,7 +32,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP) ## run the test suite in TEST_WORKERS processes (fast; `-m slow` for the long ones)
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
-bench: $(STAMP) ## speed: fit overhead vs a plain loop, the demo, the aggregator and the dashboard on 100k records, --help (~25 min)
+bench: $(STAMP) ## speed: fit overhead vs a plain loop, the demo, the aggregator and the dashboard on 100k records, --help, crowds at scale (~30 min)
 	$(BIN)/python scripts/bench/all.py
 
 reference: $(STAMP) ## run the experiment presets, write their leaderboards to results/reference/ (about an hour)

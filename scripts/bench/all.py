@@ -2,7 +2,8 @@
 target, peak memory), and one JSON row per invocation appended to results/bench/history.jsonl
 with the machine it ran on.
 
-    .venv/bin/python scripts/bench/all.py [--only fit,demo,aggregate,dashboard,status,help,augment]
+    .venv/bin/python scripts/bench/all.py
+        [--only fit,demo,aggregate,dashboard,status,help,augment,crowd]
         [--repeats 5]
         [--history results/bench/history.jsonl]
 
@@ -19,14 +20,17 @@ with the machine it ran on.
 - augment: scripts/bench/augment_speed.py, the strong image view of one FixMatch step's
   unlabeled batch (448 3x32x32 images) against USB's per-image PIL pipeline on one core;
   targeted on CUDA only (>= 20x PIL per core, and with a GPU the views <= 15% of a wrn28_2
-  FixMatch step), its CPU figures are informational.
+  FixMatch step), its CPU figures are informational;
+- crowd: scripts/bench/crowd_scale.py, Dawid-Skene on simulated crowds against crowd-kit's
+  (20,000 items x 300 annotators: its time, 1.2x its peak memory, its accuracy within 0.001;
+  1M votes: <= 20 s, <= 2 GB), and one whole dawid_skene run on 100k crowd-labeled items.
 
 Figures with no target (target None) show "—" and count as met unless they failed (NaN).
 
 Peak memory is the largest process's resident set (wait4's ru_maxrss): for fit, the
 benchmark process; for demo, the sweep; for the aggregator, the CLI process itself; for
-augment, the benchmark process. Exits 1 if a benchmark fails or a target is missed (after
-printing and recording everything).
+augment, the benchmark process; for crowd, the measured method's own process. Exits 1 if a
+benchmark fails or a target is missed (after printing and recording everything).
 """
 
 from __future__ import annotations
@@ -115,6 +119,10 @@ def bench_help(repeats: int) -> list[dict]:
     ]
 
 
+def bench_crowd(repeats: int) -> list[dict]:
+    return from_json("crowd_scale.py", ["--repeats", str(min(repeats, 3))])
+
+
 def bench_augment(repeats: int) -> list[dict]:
     import torch  # where there is a GPU, also the views' share of a wrn28_2 FixMatch step
 
@@ -130,6 +138,7 @@ BENCHES = {
     "status": bench_status,
     "help": bench_help,
     "augment": bench_augment,
+    "crowd": bench_crowd,
 }
 
 
