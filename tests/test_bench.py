@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import BIN, ROOT, run_script_here
 from labelbench import presets
 
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+import crowd_scale
 import fit_overhead
 import reference
 
@@ -22,6 +24,23 @@ def test_references_are_presets_that_run_here():
     """`make reference` runs presets (their sweeps: labelbench.presets) on digits data."""
     assert set(reference.REFERENCES) <= set(presets.PRESETS)
     assert all("cifar" not in name for name in reference.REFERENCES)
+
+
+def test_crowd_benchmark_simulates_the_crowd_it_says():
+    """crowd_scale's crowds: 3 distinct annotators an item, every set of them equally
+    likely; a third of the annotators spammers at chance, the others in [0.5, 0.95]."""
+    truth, item, worker, label = crowd_scale.simulate(60_000, 5, seed=1)
+    assert np.array_equal(item, np.repeat(np.arange(60_000), 3))
+    sets = np.sort(worker.reshape(-1, 3), axis=1)
+    assert (np.diff(sets, axis=1) > 0).all()  # distinct annotators
+    _, counts = np.unique(sets[:, 0] * 25 + sets[:, 1] * 5 + sets[:, 2], return_counts=True)
+    assert len(counts) == 10 and counts.min() > 5_600 and counts.max() < 6_400  # 6,000 each
+    truth, item, worker, label = crowd_scale.simulate(30_000, 30, seed=2)
+    right = np.bincount(worker, weights=label == truth[item], minlength=30)
+    accuracy = right / np.bincount(worker, minlength=30)
+    spam = accuracy < 0.3
+    assert spam.sum() == 10 and np.allclose(accuracy[spam], 0.1, atol=0.05)
+    assert accuracy[~spam].min() > 0.45 and accuracy[~spam].max() < 1.0
 
 
 @pytest.mark.parametrize("strategy", list(fit_overhead.SETTINGS))

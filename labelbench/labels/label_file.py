@@ -62,6 +62,20 @@ def _integer_labels(values: np.ndarray, where: str) -> np.ndarray:
     raise ConfigError(f"{where} holds {values.dtype} values; labels must be class indices 0..K-1")
 
 
+def checked_path(path: str, formats: tuple[str, ...]) -> Path:
+    """`path` as a Path to an existing file with one of `formats`' extensions; ConfigError
+    (one line, naming the path and what is allowed) otherwise."""
+    checked = Path(str(path)).expanduser()
+    if checked.suffix.lower() not in formats:
+        raise ConfigError(
+            f"path={path} has extension {checked.suffix or '(none)'!r}; allowed:"
+            f" {', '.join(formats)}"
+        )
+    if not checked.is_file():
+        raise ConfigError(f"path={path} does not exist or is not a file")
+    return checked
+
+
 def _torch_load(path: Path) -> object:
     """A .pt file through torch.load(weights_only=True): tensors, and numpy arrays (CIFAR-N's
     files hold those), but no code."""
@@ -95,14 +109,7 @@ class LabelFile(Regime):
     name = "label_file"
 
     def __init__(self, path: str, column: str | None = None) -> None:
-        self.path = Path(str(path)).expanduser()
-        if self.path.suffix.lower() not in FORMATS:
-            raise ConfigError(
-                f"path={path} has extension {self.path.suffix or '(none)'!r}; allowed:"
-                f" {', '.join(FORMATS)}"
-            )
-        if not self.path.is_file():
-            raise ConfigError(f"path={path} does not exist or is not a file")
+        self.path = checked_path(path, FORMATS)
         if column is not None and not isinstance(column, str):
             raise ConfigError(f"column={column!r} must be a column name or a key")
         self.column = self.key = column

@@ -21,6 +21,7 @@ import numpy as np
 
 from labelbench.config import ConfigError, check_number
 from labelbench.labels.crowd import crowd_stats
+from labelbench.labels.label_file import checked_path
 from labelbench.labels.pool import NO_LABEL, Observed
 from labelbench.labels.regime import Regime
 from labelbench.labels.votes import Votes
@@ -69,14 +70,7 @@ class VoteFile(Regime):
         label_column: str | None = None,
         cost_per_annotation: float = 1.0,
     ) -> None:
-        self.path = Path(str(path)).expanduser()
-        if self.path.suffix.lower() not in FORMATS:
-            raise ConfigError(
-                f"path={path} has extension {self.path.suffix or '(none)'!r}; allowed:"
-                f" {', '.join(FORMATS)}"
-            )
-        if not self.path.is_file():
-            raise ConfigError(f"path={path} does not exist or is not a file")
+        self.path = checked_path(path, FORMATS)
         for key, value in (
             ("item_column", item_column),
             ("worker_column", worker_column),
@@ -161,19 +155,7 @@ class VoteFile(Regime):
         if table.num_rows == 0:
             raise ConfigError(f"path={self.path} holds no votes: a header and no rows")
         items = self._whole(table.column(item), item, "item", "dataset indices 0, 1, ...")
-        if items.min() < 0:
-            row = int(np.flatnonzero(items < 0)[0])
-            raise ConfigError(
-                f"{self._where(row)}: item {int(items[row])} (column {item}) is negative;"
-                " allowed: dataset indices 0, 1, ..."
-            )
         labels = self._whole(table.column(label), label, "label", "class indices 0..K-1")
-        if labels.min() < 0:
-            row = int(np.flatnonzero(labels < 0)[0])
-            raise ConfigError(
-                f"{self._where(row)}: label {int(labels[row])} (column {label}) is negative;"
-                " allowed: class indices 0..K-1"
-            )
         workers, self.worker_ids = self._workers(table.column(worker), worker)
         # Sorted by item, then worker: each item's votes are one slice (observe_at), and two
         # votes of one worker on one item sit side by side.
@@ -208,6 +190,18 @@ class VoteFile(Regime):
             raise ConfigError(f"{self._where(row)}: no {role} (column {name} is empty there)")
 
     def _whole(self, column: Any, name: str, role: str, allowed: str) -> np.ndarray:
+        """`column` as int64, or ConfigError at the first row that is not a whole number
+        >= 0."""
+        values = self._integers(column, name, role, allowed)
+        if len(values) and values.min() < 0:
+            row = int(np.flatnonzero(values < 0)[0])
+            raise ConfigError(
+                f"{self._where(row)}: {role} {int(values[row])} (column {name}) is negative;"
+                f" allowed: {allowed}"
+            )
+        return values
+
+    def _integers(self, column: Any, name: str, role: str, allowed: str) -> np.ndarray:
         """`column` as int64, or ConfigError at the first row that is not a whole number."""
         import pyarrow as pa
         import pyarrow.compute as pc
