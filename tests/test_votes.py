@@ -4,6 +4,8 @@ and crowd draws built on it agreeing with the dense implementation they replaced
 
 from __future__ import annotations
 
+import copy
+import pickle
 import tracemalloc
 
 import dense_votes as dense
@@ -44,6 +46,7 @@ def test_votes_hold_triples_in_one_order_and_refuse_bad_ones():
         votes.label[0] = 1  # read-only, or no caller could trust a LabelPool
     with pytest.raises(AttributeError, match="read-only"):
         votes.label = np.zeros(4)
+    assert pickle.loads(pickle.dumps(votes)) == votes == copy.deepcopy(votes)
     with pytest.raises(ValueError, match="source 1 votes twice on item 0"):
         Votes([0, 0], [1, 1], [0, 2], 1, 2)
     with pytest.raises(ValueError, match=r"item 5 is out of range; allowed: 0\.\.2"):

@@ -85,6 +85,10 @@ class Votes:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Votes are read-only; {name} cannot be set")
 
+    def __reduce__(self) -> tuple:
+        # Pickled (a LabelPool sent to a worker, deep-copied) as the constructor's arguments.
+        return Votes, (self.item, self.source, self.label, self.n_items, self.n_sources)
+
     @classmethod
     def from_dense(cls, matrix: Any) -> Votes:
         """From an (items, sources) matrix: a class per cell, -1 where no vote."""
