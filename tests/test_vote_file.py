@@ -274,3 +274,53 @@ def test_vote_files_checked_against_the_dataset_name_the_first_bad_row(tmp_path)
     with pytest.raises(ConfigError, match=r"row 4: item 20 .* past the dataset's 20 items"):
         regime.check_dataset(20)
     regime.check_dataset(21)
+
+
+# --- keep: CIFAR-10H's attention checks -------------------------------------------------
+
+RAW = "cifar10_test_test_idx,annotator_id,chosen_label,is_attn_check\n"
+RAW_COLUMNS = {
+    "item_column": "cifar10_test_test_idx",
+    "worker_column": "annotator_id",
+    "label_column": "chosen_label",
+}
+
+
+def test_keep_drops_rows_and_the_rest_keep_their_file_rows(tmp_path):
+    path = tmp_path / "cifar10h-raw.csv"
+    path.write_text(RAW + "0,1,3,0\n-99999,1,5,1\n1,2,4,0\n1,1,12,0\n")
+    with pytest.raises(ConfigError, match=r"row 2: item -99999 .* is negative"):
+        VoteFile(str(path), **RAW_COLUMNS)  # the attention check is no item
+    regime = VoteFile(str(path), **RAW_COLUMNS, keep={"is_attn_check": 0})
+    assert regime.n_votes == 3 and regime.rows_dropped == 1
+    with pytest.raises(ConfigError, match=r"row 4: label 12 .* classes"):  # the file's row 4
+        regime.check(10)
+    votes = regime.votes_at(np.array([1, 0]))
+    assert votes.dense().tolist() == [[12, 4], [3, -1]]  # workers 1, 2 are sources 0, 1
+    for keep, message in (
+        ({"attention": 0}, "keep: path=.* has no column 'attention'; columns: cifar10"),
+        ({"is_attn_check": 2}, "holds no votes where is_attn_check=2 \\(keep\\)"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            VoteFile(str(path), **RAW_COLUMNS, keep=keep)
+    with pytest.raises(ConfigError, match=r"keep=.* must map columns"):
+        VoteFile(str(path), **RAW_COLUMNS, keep=["is_attn_check"])
+
+
+def test_cli_keep_reads_cifar10h_style_votes_without_their_attention_checks(tmp_path):
+    path = tmp_path / "cifar10h-raw.csv"
+    rows = [f"{i},{w},{(i + w) % 10},0" for i in range(0, 60) for w in range(3)]
+    rows[5:5] = ["-99999,0,3,1", "-99999,2,7,1"]
+    path.write_text(RAW + "\n".join(rows) + "\n")
+    results = tmp_path / "results"
+    proc = run_cli(
+        "labelbench-run", "dataset=digits", "regime=vote_file", f"regime.path={path}",
+        *[f"regime.{k}={v}" for k, v in RAW_COLUMNS.items()], "regime.keep={is_attn_check:0}",
+        "strategy=majority_vote", "budget=full", *FAST, f"paths.results_dir={results}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = (json.loads(p.read_text()) for p in results.glob("runs/*.json"))
+    realised = record["labels"]["realised"]
+    assert record["status"] == "ok" and realised["vote_file_rows_dropped"] == 2
+    assert realised["workers"] == 3 and record["metrics"]["fit/trained_on"] > 0

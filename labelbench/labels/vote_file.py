@@ -14,6 +14,7 @@ strategies leave them out and count them (`fit/unvoted`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,15 @@ class VoteFile(Regime):
     up), at least 1. So a budget of N annotations buys N // annotations_per_item items, and
     the record's cost counts the votes those items really carry.
 
+    `keep` ({column: value}) keeps only the rows whose every named column holds that value
+    (compared as text), dropping the others before any check: CIFAR-10H's raw file with
+    keep={is_attn_check: 0} loses its attention-check rows (item -99999), as its users
+    filter them. The record counts the rows dropped (`vote_file_rows_dropped`).
+
     Every check names the file and the row (data rows, counted from 1; the header is not
-    one): a missing column, no votes, an item that is not a whole number >= 0 or past the
-    dataset's end, a label outside the classes, two votes of one worker on one item."""
+    one; rows dropped by `keep` still count): a missing column, no votes, an item that is
+    not a whole number >= 0 or past the dataset's end, a label outside the classes, two
+    votes of one worker on one item."""
 
     name = "vote_file"
     kind = "crowd"
@@ -69,8 +76,16 @@ class VoteFile(Regime):
         worker_column: str | None = None,
         label_column: str | None = None,
         cost_per_annotation: float = 1.0,
+        keep: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = checked_path(path, FORMATS)
+        if keep is not None and not isinstance(keep, Mapping):
+            raise ConfigError(
+                f"keep={keep!r} must map columns to the value their kept rows hold, e.g."
+                " keep={is_attn_check: 0}"
+            )
+        self.keep = {str(k): v for k, v in (keep or {}).items()}
+        self._file_rows: np.ndarray | None = None  # the kept rows' file rows, when keep drops
         for key, value in (
             ("item_column", item_column),
             ("worker_column", worker_column),
@@ -85,9 +100,13 @@ class VoteFile(Regime):
 
     # --- reading ------------------------------------------------------------------------
 
+    def _file_row(self, row: int) -> int:
+        """The file's data row (from 1) of row `row` (from 0) of the rows kept."""
+        return int(row if self._file_rows is None else self._file_rows[row]) + 1
+
     def _where(self, row: int) -> str:
-        """'path=F row r' for the 0-based data row `row`."""
-        return f"path={self.path} row {row + 1}"
+        """'path=F row r' for row `row` (from 0) of the rows kept."""
+        return f"path={self.path} row {self._file_row(row)}"
 
     def _table(self, wanted: list[str], worker: str) -> Any:
         """The file's columns `wanted`, as a pyarrow Table; workers read as text from a CSV,
@@ -151,9 +170,18 @@ class VoteFile(Regime):
                 f" {worker}, {label}"
             )
         self.columns = {"item": item, "worker": worker, "label": label}
-        table = self._table([item, worker, label], worker)
+        for name in self.keep:
+            if name not in columns:
+                raise ConfigError(
+                    f"keep: path={self.path} has no column {name!r}; columns: {listed}"
+                )
+        wanted = [item, worker, label]
+        table = self._table(wanted + [c for c in self.keep if c not in wanted], worker)
         if table.num_rows == 0:
             raise ConfigError(f"path={self.path} holds no votes: a header and no rows")
+        self.rows_dropped = 0
+        if self.keep:
+            table = self._kept(table)
         items = self._whole(table.column(item), item, "item", "dataset indices 0, 1, ...")
         labels = self._whole(table.column(label), label, "label", "class indices 0..K-1")
         workers, self.worker_ids = self._workers(table.column(worker), worker)
@@ -171,7 +199,7 @@ class VoteFile(Regime):
         )
         if len(same):
             v = same[np.argmin(order[same + 1])]  # the repeat that comes first in the file
-            first, again = int(order[v]) + 1, int(order[v + 1]) + 1
+            first, again = self._file_row(order[v]), self._file_row(order[v + 1])
             raise ConfigError(
                 f"path={self.path} rows {first} and {again} both hold a vote of worker"
                 f" {self.worker_ids[self._worker[v]]!r} on item {int(self._item[v])}; allowed:"
@@ -180,6 +208,24 @@ class VoteFile(Regime):
         voted = int(np.count_nonzero(np.diff(self._item)) + 1)  # items is sorted, not empty
         self.n_votes, self.n_voted = len(order), voted
         self.annotations_per_item = max(1, int(self.n_votes / voted + 0.5))  # 2.5 -> 3
+
+    def _kept(self, table: Any) -> Any:
+        """The rows of `table` whose `keep` columns hold their values (compared as text: a
+        YAML 0 matches a CSV's 0 and a Parquet int 0); remembers their file rows."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = np.ones(table.num_rows, dtype=bool)
+        for name, value in self.keep.items():
+            text = pc.cast(table.column(name), pa.string())
+            wanted = str(value).lower() if isinstance(value, bool) else str(value)
+            mask &= pc.fill_null(pc.equal(text, wanted), False).to_numpy(zero_copy_only=False)
+        if not mask.any():
+            kept = ", ".join(f"{k}={v}" for k, v in self.keep.items())
+            raise ConfigError(f"path={self.path} holds no votes where {kept} (keep)")
+        self.rows_dropped = int((~mask).sum())
+        self._file_rows = np.flatnonzero(mask)
+        return table.filter(pa.array(mask))
 
     def _nulls(self, column: Any, name: str, role: str) -> None:
         """ConfigError at the first empty cell of `column`."""
@@ -313,6 +359,7 @@ class VoteFile(Regime):
             "vote_file": str(self.path),
             "vote_file_sha256": self.sha256,
             "workers": self.n_workers,
+            **({"vote_file_rows_dropped": self.rows_dropped} if self.keep else {}),
         }
 
     def label(self) -> str:
