@@ -76,6 +76,16 @@ def checked_path(path: str, formats: tuple[str, ...]) -> Path:
     return checked
 
 
+def file_sha256(path: Path) -> str:
+    """First 16 hex digits of the file's sha256 (recorded, since a run key knows a file's
+    path but not what it held), read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _torch_load(path: Path) -> object:
     """A .pt file through torch.load(weights_only=True): tensors, and numpy arrays (CIFAR-N's
     files hold those), but no code."""
@@ -119,7 +129,7 @@ class LabelFile(Regime):
         if len(self.labels) == 0:
             raise ConfigError(f"path={self.path} holds no labels")
         # recorded, since the run key knows the path but not what the file held
-        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.sha256 = file_sha256(self.path)
 
     def _csv(self) -> np.ndarray:
         with self.path.open(newline="") as f:

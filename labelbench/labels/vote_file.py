@@ -13,19 +13,17 @@ strategies leave them out and count them (`fit/unvoted`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from labelbench.config import ConfigError, check_number
 from labelbench.labels.crowd import crowd_stats
-from labelbench.labels.label_file import checked_path
+from labelbench.labels.label_file import checked_path, file_sha256
 from labelbench.labels.pool import NO_LABEL, Observed
 from labelbench.labels.regime import Regime
-from labelbench.labels.votes import Votes
+from labelbench.labels.votes import Votes, gather
 
 FORMATS = (".csv", ".parquet")
 # Default column names, first found wins: crowd-kit's (task, worker, label), and `item`.
@@ -33,15 +31,6 @@ ITEM_COLUMNS = ("item", "task")
 WORKER_COLUMN = "worker"
 LABEL_COLUMN = "label"
 WHOLE = r"^-?[0-9]{1,18}$"  # a whole number that fits int64, as text
-
-
-def _sha256(path: Path) -> str:
-    """First 16 hex digits of the file's sha256, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 class VoteFile(Regime):
@@ -96,7 +85,7 @@ class VoteFile(Regime):
         self.cost_per_annotation = check_number("cost_per_annotation", cost_per_annotation)
         self._read(item_column, worker_column, label_column)
         # recorded, since the run key knows the path but not what the file held
-        self.sha256 = _sha256(self.path)
+        self.sha256 = file_sha256(self.path)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -337,9 +326,7 @@ class VoteFile(Regime):
         items = np.asarray(items, dtype=np.int64).reshape(-1)
         first = np.searchsorted(self._item, items, side="left")
         sizes = np.searchsorted(self._item, items, side="right") - first
-        rows = np.repeat(np.arange(len(items)), sizes)
-        offsets = np.cumsum(sizes) - sizes  # where each row's votes start in the output
-        picks = first[rows] + np.arange(len(rows)) - offsets[rows]
+        rows, picks = gather(first, sizes)
         return Votes(rows, self._worker[picks], self._label[picks], len(items), self.n_workers)
 
     def observe(self, given, x, num_classes, rng):

@@ -143,11 +143,7 @@ class Votes:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         if len(positions) and (positions.min() < 0 or positions.max() >= self.n_items):
             raise ValueError(f"positions must be items 0..{self.n_items - 1}")
-        first, sizes = self._starts[positions], self.per_item()[positions]
-        rows = np.repeat(np.arange(len(positions)), sizes)
-        # The v-th vote taken: first[its row] + its rank among that row's votes.
-        offsets = np.cumsum(sizes) - sizes
-        picks = first[rows] + np.arange(len(rows)) - offsets[rows]
+        rows, picks = gather(self._starts[positions], self.per_item()[positions])
         return Votes(rows, self.source[picks], self.label[picks], len(positions), self.n_sources)
 
     def per_item(self) -> np.ndarray:
@@ -177,6 +173,15 @@ class Votes:
                 f"votes must be classes 0..{num_classes - 1} or {NO_VOTE} (no vote); one is"
                 f" {int(self.label.max())}"
             )
+
+
+def gather(first: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For row r's entries at [first[r], first[r] + sizes[r]) of item-sorted arrays: each
+    entry's row, and its position in those arrays, rows in order. Whole arrays, no loop."""
+    rows = np.repeat(np.arange(len(first)), sizes)
+    # The v-th entry gathered: first[its row] + its rank among that row's entries.
+    offsets = np.cumsum(sizes) - sizes
+    return rows, first[rows] + np.arange(len(rows)) - offsets[rows]
 
 
 def as_votes(votes: Votes | Any) -> Votes:
